@@ -1,0 +1,320 @@
+//! `tapwatch`: the command-line front end. Parses flags, maps capture files, runs the
+//! engine's pipeline and reports. All I/O and all user-facing text live here.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use engine::capture::CaptureReader;
+use engine::pipeline::{self, Overflow, PipelineConfig, Progress, ReplayReport, ReplaySource};
+use engine::session::MAX_POINTS;
+use engine::time::Nanos;
+use engine::worker::WorkerConfig;
+
+mod input;
+mod summary;
+
+use input::MappedCapture;
+
+/// Passive TLS-failure sensor: follows every TCP session at one or more capture
+/// points and writes one verdict per session saying why it ended.
+#[derive(Parser, Debug)]
+#[command(name = "tapwatch", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay capture files (pcap, pcapng) and write one JSON verdict per session.
+    Replay(ReplayArgs),
+    /// Read capture files without analysing them: the floor for benchmarks, and a
+    /// quick integrity check (frames, bytes, first error).
+    Read(ReadArgs),
+    /// Write a synthetic capture of many concurrent TCP sessions (for benchmarks).
+    Synth(SynthArgs),
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// Capture files, one per capture point: `NAME=PATH`, or `PATH` to name the
+    /// point after the file stem. Packets of all points are merged by timestamp.
+    #[arg(value_name = "[NAME=]PATH", required = true)]
+    inputs: Vec<String>,
+
+    /// Worker threads (sessions are spread over them by a symmetric flow hash).
+    /// Default: the number of cores.
+    #[arg(short, long, value_name = "N")]
+    workers: Option<usize>,
+
+    /// Most sessions followed at once, over all workers; when full, the least
+    /// recently active session is judged early (counted as `evicted`).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    max_sessions: usize,
+
+    /// An open session with no packet for this long (capture time) ends as `timeout`.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    idle_timeout: Nanos,
+
+    /// How long (capture time) a closed session is kept before it is judged, so that
+    /// late packets and the other points' copies are still counted.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    linger: Nanos,
+
+    /// Write verdicts (JSON lines) here instead of standard output.
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+
+    /// Also write the run's counters as one JSON object to this file.
+    #[arg(long, value_name = "PATH")]
+    stats: Option<PathBuf>,
+
+    /// No progress bar (it is shown only when standard error is a terminal).
+    #[arg(long)]
+    no_progress: bool,
+
+    /// No summary on standard error.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct ReadArgs {
+    /// Capture files.
+    #[arg(value_name = "PATH", required = true)]
+    inputs: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SynthArgs {
+    /// Output pcap file.
+    #[arg(short, long, value_name = "PATH")]
+    output: PathBuf,
+    /// Packets to write.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    packets: u64,
+    /// Sessions open at the same time.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    concurrent: u32,
+    /// Seed: the same seed and flags always give the same file.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of sessions that fail (resets, rejected, unanswered), 0 to 1.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.1)]
+    failure_share: f64,
+}
+
+fn parse_duration(s: &str) -> Result<Nanos, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Nanos((secs * 1e9) as u64));
+        }
+        return Err(format!("invalid duration {s:?}"));
+    }
+    humantime::parse_duration(s)
+        .map(|d| Nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 120s, 2m, 500ms, 1.5)"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => replay(args),
+        Command::Read(args) => read(args),
+        Command::Synth(args) => synth(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("tapwatch: error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Splits `NAME=PATH`; a bare path is named after its file stem.
+fn point_spec(spec: &str) -> (String, PathBuf) {
+    if let Some((name, path)) = spec.split_once('=') {
+        if !name.is_empty() && !name.contains('/') {
+            return (name.to_string(), PathBuf::from(path));
+        }
+    }
+    let path = PathBuf::from(spec);
+    let name = path
+        .file_stem()
+        .map_or_else(|| spec.to_string(), |s| s.to_string_lossy().into_owned());
+    (name, path)
+}
+
+fn replay(args: ReplayArgs) -> Result<i32> {
+    if args.inputs.len() > MAX_POINTS {
+        bail!(
+            "at most {MAX_POINTS} capture points are supported, {} given",
+            args.inputs.len()
+        );
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut captures = Vec::new();
+    for spec in &args.inputs {
+        let (name, path) = point_spec(spec);
+        if names.contains(&name) {
+            bail!("capture point {name:?} is named twice: name the points with NAME=PATH");
+        }
+        captures.push(MappedCapture::open(&path)?);
+        names.push(name);
+    }
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if workers == 0 || workers > 256 {
+        bail!("--workers must be between 1 and 256");
+    }
+    if args.max_sessions == 0 {
+        bail!("--max-sessions must be at least 1");
+    }
+    let cfg = PipelineConfig {
+        workers,
+        worker: WorkerConfig {
+            max_sessions: args.max_sessions,
+            points: names.len(),
+            idle_timeout: args.idle_timeout,
+            linger: args.linger,
+            ..WorkerConfig::default()
+        },
+        overflow: Overflow::Wait,
+        ..PipelineConfig::default()
+    };
+
+    let out: Box<dyn Write + Send> = match &args.output {
+        Some(p) if p.as_os_str() != "-" => {
+            Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
+        }
+        _ => Box::new(io::stdout()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let sources: Vec<ReplaySource<'_>> = captures
+        .iter()
+        .zip(&names)
+        .map(|(c, n)| ReplaySource {
+            name: n.clone(),
+            data: c.bytes(),
+        })
+        .collect();
+    let total_bytes: u64 = captures.iter().map(|c| c.bytes().len() as u64).sum();
+
+    let progress = Progress::default();
+    let done = AtomicBool::new(false);
+    let show_progress = !args.no_progress && !args.quiet && io::stderr().is_terminal();
+    let started = Instant::now();
+    let report: ReplayReport<io::Error> = std::thread::scope(|scope| {
+        if show_progress {
+            scope.spawn(|| summary::progress_bar(&progress, &done, total_bytes));
+        }
+        let report = pipeline::replay(
+            &cfg,
+            &sources,
+            |r| engine::json::write_record(&mut out, r, &names),
+            &progress,
+        );
+        done.store(true, Ordering::Relaxed);
+        report
+    });
+    let flushed = out.flush();
+    let elapsed = started.elapsed();
+
+    let summary = summary::Summary::new(&report, &names, &captures, elapsed, workers);
+    if !args.quiet {
+        summary.print(&mut io::stderr().lock());
+    }
+    if let Some(path) = &args.stats {
+        summary.write_json(path)?;
+    }
+    if let Some(e) = report
+        .export
+        .error
+        .as_ref()
+        .map(|e| e.kind())
+        .or(flushed.err().map(|e| e.kind()))
+    {
+        if e == io::ErrorKind::BrokenPipe {
+            return Ok(0);
+        }
+        bail!(
+            "writing verdicts failed: {e}; {} verdict(s) not written",
+            report.export.unwritten.max(1)
+        );
+    }
+    Ok(if report.errors.is_empty() { 0 } else { 1 })
+}
+
+fn read(args: ReadArgs) -> Result<i32> {
+    let mut status = 0;
+    for path in &args.inputs {
+        let cap = MappedCapture::open(path)?;
+        let started = Instant::now();
+        let (mut frames, mut bytes, mut sum) = (0u64, 0u64, 0u64);
+        let mut error = None;
+        match CaptureReader::new(cap.bytes()) {
+            Ok(reader) => {
+                for f in reader {
+                    match f {
+                        Ok(f) => {
+                            frames += 1;
+                            bytes += f.data.len() as u64;
+                            // Touch the frame as a decoder would: its first bytes.
+                            sum = sum.wrapping_add(u64::from(f.data.first().copied().unwrap_or(0)));
+                        }
+                        Err(e) => error = Some(e.to_string()),
+                    }
+                }
+            }
+            Err(e) => error = Some(e.to_string()),
+        }
+        let secs = started.elapsed().as_secs_f64();
+        std::hint::black_box(sum);
+        let mut stdout = io::stdout().lock();
+        writeln!(
+            stdout,
+            "{}: {frames} frames, {bytes} bytes in {secs:.3} s ({:.2} Mpps)",
+            path.display(),
+            frames as f64 / secs.max(1e-9) / 1e6,
+        )?;
+        if let Some(e) = error {
+            eprintln!("tapwatch: {}: {e}", path.display());
+            status = 1;
+        }
+    }
+    Ok(status)
+}
+
+fn synth(args: SynthArgs) -> Result<i32> {
+    if !(0.0..=1.0).contains(&args.failure_share) {
+        bail!("--failure-share must be between 0 and 1");
+    }
+    let cfg = engine::synth::SynthConfig {
+        seed: args.seed,
+        packets: args.packets,
+        concurrent: args.concurrent.max(1),
+        failure_share: args.failure_share,
+        ..engine::synth::SynthConfig::default()
+    };
+    let file = File::create(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let started = Instant::now();
+    let summary = engine::synth::write_pcap(&cfg, BufWriter::with_capacity(1 << 20, file))
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "tapwatch synth: {} packets, {} bytes, {} sessions in {:.2} s -> {}",
+        summary.packets,
+        summary.bytes,
+        summary.sessions,
+        started.elapsed().as_secs_f64(),
+        args.output.display()
+    );
+    Ok(0)
+}

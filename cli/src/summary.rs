@@ -1,0 +1,206 @@
+//! The end-of-run summary (standard error, and optionally a JSON file) and the
+//! progress bar.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use engine::pipeline::{Progress, ReplayReport};
+use engine::verdict::{EndReason, Verdict};
+use serde_json::{json, Map, Value};
+
+use crate::input::MappedCapture;
+
+/// Everything the run counted, ready to print or serialise.
+#[derive(Debug)]
+pub struct Summary {
+    json: Value,
+}
+
+impl Summary {
+    pub fn new(
+        report: &ReplayReport<io::Error>,
+        names: &[String],
+        captures: &[MappedCapture],
+        elapsed: Duration,
+        workers: usize,
+    ) -> Summary {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let mut points = Map::new();
+        let mut frames = 0;
+        let mut tcp = 0;
+        for (i, (st, name)) in report.points.iter().zip(names).enumerate() {
+            frames += st.frames;
+            tcp += st.tcp;
+            let skipped: Map<String, Value> =
+                st.skips().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            let errors: Vec<String> = report
+                .errors
+                .iter()
+                .filter(|(p, _)| *p == i)
+                .map(|(_, e)| e.to_string())
+                .collect();
+            points.insert(
+                name.clone(),
+                json!({
+                    "file": captures[i].path.display().to_string(),
+                    "frames": st.frames,
+                    "bytes": st.bytes,
+                    "tcp_packets": st.tcp,
+                    "skipped": skipped,
+                    "skipped_total": st.skipped_total(),
+                    "snaplen_cut": st.snaplen_cut,
+                    "errors": errors,
+                }),
+            );
+        }
+        let w = &report.workers;
+        let verdicts: Map<String, Value> = Verdict::ALL
+            .iter()
+            .map(|v| (v.as_str().to_string(), json!(w.verdicts[v.index()])))
+            .collect();
+        let ends: Map<String, Value> = EndReason::ALL
+            .iter()
+            .map(|e| (e.as_str().to_string(), json!(w.end_reasons[e.index()])))
+            .collect();
+        let drops: u64 = report.points.iter().map(|p| p.ring_full_drops).sum();
+        let waits: u64 = report.points.iter().map(|p| p.ring_full_waits).sum();
+        let json = json!({
+            "frames": frames,
+            "tcp_packets": tcp,
+            "packets_processed": w.packets,
+            "elapsed_s": secs,
+            "mpps": frames as f64 / secs / 1e6,
+            "workers": workers,
+            "points": points,
+            "sessions": w.sessions,
+            "peak_sessions": w.peak_sessions,
+            "verdicts": verdicts,
+            "end_reasons": ends,
+            "evicted": w.evicted(),
+            "linger_cut": w.linger_cut,
+            "retransmissions": w.retransmissions,
+            "time_went_back": w.time_went_back,
+            "records_written": report.export.written,
+            "records_unwritten": report.export.unwritten,
+            "dropped": {
+                "dispatch_ring_full": drops,
+                "record_ring_full": report.records_dropped,
+            },
+            "waits": {
+                "dispatch_ring_full": waits,
+                "record_ring_full": report.record_waits,
+            },
+            "first_ts": report.first_ts.map(|t| t.to_string()),
+            "last_ts": report.last_ts.map(|t| t.to_string()),
+        });
+        Summary { json }
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(&self.json)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    pub fn print(&self, out: &mut impl Write) {
+        let _ = self.print_inner(out);
+    }
+
+    fn print_inner(&self, out: &mut impl Write) -> io::Result<()> {
+        let j = &self.json;
+        let nonzero = |m: &Value| -> String {
+            let parts: Vec<String> = m
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            if parts.is_empty() {
+                "none".into()
+            } else {
+                parts.join(", ")
+            }
+        };
+        writeln!(
+            out,
+            "tapwatch: {} frames ({} TCP) in {:.3} s: {:.2} Mpps with {} worker(s)",
+            j["frames"],
+            j["tcp_packets"],
+            j["elapsed_s"].as_f64().unwrap_or(0.0),
+            j["mpps"].as_f64().unwrap_or(0.0),
+            j["workers"]
+        )?;
+        for (name, p) in j["points"].as_object().into_iter().flatten() {
+            writeln!(
+                out,
+                "  point {name} ({}): {} frames, {} TCP, skipped: {}{}",
+                p["file"].as_str().unwrap_or("?"),
+                p["frames"],
+                p["tcp_packets"],
+                nonzero(&p["skipped"]),
+                if p["snaplen_cut"].as_u64().unwrap_or(0) > 0 {
+                    format!(
+                        "; {} cut by the snap length (processed as far as they go)",
+                        p["snaplen_cut"]
+                    )
+                } else {
+                    String::new()
+                }
+            )?;
+            for e in p["errors"].as_array().into_iter().flatten() {
+                writeln!(
+                    out,
+                    "  point {name}: capture error: {} (reading of this point stopped there)",
+                    e.as_str().unwrap_or("?")
+                )?;
+            }
+        }
+        writeln!(
+            out,
+            "  sessions: {} (at most {} at once)",
+            j["sessions"], j["peak_sessions"]
+        )?;
+        writeln!(out, "  verdicts: {}", nonzero(&j["verdicts"]))?;
+        writeln!(out, "  ended by: {}", nonzero(&j["end_reasons"]))?;
+        writeln!(
+            out,
+            "  evicted: {}, closed sessions judged early to make room: {}, retransmissions: {}",
+            j["evicted"], j["linger_cut"], j["retransmissions"]
+        )?;
+        writeln!(
+            out,
+            "  dropped: {}; verdicts written: {}{}",
+            nonzero(&j["dropped"]),
+            j["records_written"],
+            if j["records_unwritten"].as_u64().unwrap_or(0) > 0 {
+                format!(", NOT written: {}", j["records_unwritten"])
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// Draws a progress bar from the pipeline's counters until `done`.
+pub fn progress_bar(progress: &Progress, done: &AtomicBool, total_bytes: u64) {
+    let bar = indicatif::ProgressBar::new(total_bytes);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    while !done.load(Ordering::Relaxed) {
+        bar.set_position(progress.bytes.load(Ordering::Relaxed));
+        bar.set_message(format!(
+            "{} frames",
+            progress.frames.load(Ordering::Relaxed)
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+}

@@ -1,0 +1,581 @@
+//! Threads and rings: the only module of the engine that starts threads.
+//!
+//! ```text
+//!  reader (caller's thread) --batches--> worker 0..N --records--> exporter --> sink
+//!        <--empty batches---                (one SPSC ring each way per worker)
+//! ```
+//!
+//! The reader decodes and hashes each packet and appends it to the current batch of
+//! the worker that owns its flow; a full batch goes over that worker's bounded
+//! single-producer/single-consumer ring (rtrb). Emptied batches come back on a
+//! return ring, so after start-up nothing is allocated. Workers push one record per
+//! ended session on their own record ring; one exporter thread drains all of them.
+//!
+//! Backpressure: [`Overflow::Wait`] (replay: a file can wait, and nothing may be
+//! lost) or [`Overflow::Drop`] (live capture: the wire cannot wait; every drop is
+//! counted). Waiting spins briefly, then yields, then sleeps in short steps: a 2-core
+//! machine running more threads than cores must not burn the core the producer needs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_utils::Backoff;
+
+use crate::capture::{CaptureError, CaptureReader, Frame};
+use crate::flow::worker_for;
+use crate::session::PointId;
+use crate::stats::ReaderStats;
+use crate::time::{Nanos, Timestamp};
+use crate::verdict::Record;
+use crate::wire;
+use crate::worker::{PacketMeta, Worker, WorkerConfig, WorkerStats};
+
+/// What to do when a worker's ring is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Wait for the worker (replay).
+    Wait,
+    /// Drop the packet and count it (live capture).
+    Drop,
+}
+
+/// Sizes and policies of the pipeline.
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineConfig {
+    pub workers: usize,
+    /// Per-worker settings; `max_sessions` here is the total, split evenly.
+    pub worker: WorkerConfig,
+    /// Packets per batch.
+    pub batch: usize,
+    /// Batches in flight per worker (the depth of its ring).
+    pub batches_in_flight: usize,
+    /// Records a worker can queue for the exporter.
+    pub record_ring: usize,
+    /// Every this much capture time, every worker is told the time, so that idle
+    /// workers expire their sessions too.
+    pub tick: Nanos,
+    pub overflow: Overflow,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: 1,
+            worker: WorkerConfig::default(),
+            batch: 256,
+            batches_in_flight: 64,
+            record_ring: 4096,
+            tick: Nanos::from_secs(1),
+            overflow: Overflow::Wait,
+        }
+    }
+}
+
+/// One batch of packets for one worker.
+#[derive(Debug)]
+pub struct Batch {
+    pub packets: Vec<PacketMeta>,
+    /// Capture time the worker may advance its clock to after this batch.
+    pub now: Timestamp,
+    /// No batch follows: judge every session and stop.
+    pub last: bool,
+}
+
+/// Sleeps progressively while a ring is empty or full.
+#[derive(Debug, Default)]
+struct Waiter {
+    backoff: Backoff,
+}
+
+impl Waiter {
+    fn wait(&mut self) {
+        if self.backoff.is_completed() {
+            thread::sleep(Duration::from_micros(50));
+        } else {
+            self.backoff.snooze();
+        }
+    }
+    fn reset(&mut self) {
+        self.backoff.reset();
+    }
+}
+
+struct Lane {
+    tx: rtrb::Producer<Box<Batch>>,
+    returned: rtrb::Consumer<Box<Batch>>,
+    current: Box<Batch>,
+}
+
+/// The reader's side of the rings: routes each packet to its worker, in batches.
+pub struct Dispatcher {
+    lanes: Vec<Lane>,
+    batch: usize,
+    overflow: Overflow,
+    tick: Nanos,
+    next_tick: Timestamp,
+    now: Timestamp,
+    waiter: Waiter,
+    /// Packets dropped on full rings ([`Overflow::Drop`]).
+    pub drops: u64,
+    /// Times the reader waited on a full ring ([`Overflow::Wait`]).
+    pub waits: u64,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("workers", &self.lanes.len())
+            .field("drops", &self.drops)
+            .finish()
+    }
+}
+
+impl Dispatcher {
+    /// Hands `m` to its worker. Never blocks with [`Overflow::Drop`].
+    #[inline]
+    pub fn push(&mut self, m: PacketMeta) {
+        self.now = self.now.max(m.ts);
+        let w = worker_for(m.hash, self.lanes.len());
+        let lane = &mut self.lanes[w];
+        lane.current.packets.push(m);
+        if lane.current.packets.len() >= self.batch {
+            self.send(w, false);
+        }
+        if m.ts >= self.next_tick {
+            self.next_tick = m.ts.saturating_add(self.tick);
+            for w in 0..self.lanes.len() {
+                self.send(w, false);
+            }
+        }
+    }
+
+    /// Sends worker `w`'s current batch (even empty, to carry the time).
+    fn send(&mut self, w: usize, last: bool) {
+        let now = self.now;
+        loop {
+            let lane = &mut self.lanes[w];
+            if let Ok(mut fresh) = lane.returned.pop() {
+                fresh.packets.clear();
+                fresh.last = false;
+                let mut full = std::mem::replace(&mut lane.current, fresh);
+                full.now = now;
+                full.last = last;
+                // The ring holds every batch in circulation, so it always has room.
+                if lane.tx.push(full).is_err() {
+                    unreachable!("the forward ring is as large as the batch pool");
+                }
+                self.waiter.reset();
+                return;
+            }
+            match (self.overflow, last) {
+                (Overflow::Drop, false) => {
+                    self.drops += lane.current.packets.len() as u64;
+                    lane.current.packets.clear();
+                    return;
+                }
+                _ => {
+                    self.waits += 1;
+                    self.waiter.wait();
+                }
+            }
+        }
+    }
+
+    /// Sends every pending packet and tells the workers to finish.
+    pub fn finish(mut self) {
+        for w in 0..self.lanes.len() {
+            self.send(w, true);
+        }
+    }
+}
+
+/// Builds the rings and worker loops for `cfg.workers` workers. Returns the
+/// dispatcher, the worker loops (to run on threads) and one record consumer each.
+pub fn build(cfg: &PipelineConfig) -> (Dispatcher, Vec<WorkerLoop>) {
+    let n = cfg.workers.max(1);
+    let per_worker = WorkerConfig {
+        max_sessions: cfg.worker.max_sessions.div_ceil(n),
+        ..cfg.worker
+    };
+    let in_flight = cfg.batches_in_flight.max(2);
+    let mut lanes = Vec::with_capacity(n);
+    let mut loops = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = rtrb::RingBuffer::<Box<Batch>>::new(in_flight + 1);
+        let (mut ret_tx, ret_rx) = rtrb::RingBuffer::<Box<Batch>>::new(in_flight + 1);
+        for _ in 0..in_flight {
+            let b = Box::new(Batch {
+                packets: Vec::with_capacity(cfg.batch),
+                now: Timestamp::ZERO,
+                last: false,
+            });
+            if ret_tx.push(b).is_err() {
+                unreachable!("the return ring was sized for the pool");
+            }
+        }
+        let (rec_tx, rec_rx) = rtrb::RingBuffer::<Record>::new(cfg.record_ring.max(1));
+        lanes.push(Lane {
+            tx,
+            returned: ret_rx,
+            current: Box::new(Batch {
+                packets: Vec::with_capacity(cfg.batch),
+                now: Timestamp::ZERO,
+                last: false,
+            }),
+        });
+        loops.push(WorkerLoop {
+            worker: Worker::new(per_worker),
+            rx,
+            ret: ret_tx,
+            records: rec_tx,
+            records_rx: Some(rec_rx),
+            overflow: cfg.overflow,
+            record_waits: 0,
+            records_dropped: 0,
+        });
+    }
+    let dispatcher = Dispatcher {
+        lanes,
+        batch: cfg.batch.max(1),
+        overflow: cfg.overflow,
+        tick: cfg.tick,
+        next_tick: Timestamp::ZERO,
+        now: Timestamp::ZERO,
+        waiter: Waiter::default(),
+        drops: 0,
+        waits: 0,
+    };
+    (dispatcher, loops)
+}
+
+/// One worker and its rings.
+pub struct WorkerLoop {
+    worker: Worker,
+    rx: rtrb::Consumer<Box<Batch>>,
+    ret: rtrb::Producer<Box<Batch>>,
+    records: rtrb::Producer<Record>,
+    records_rx: Option<rtrb::Consumer<Record>>,
+    overflow: Overflow,
+    record_waits: u64,
+    records_dropped: u64,
+}
+
+impl std::fmt::Debug for WorkerLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerLoop")
+            .field("sessions", &self.worker.sessions())
+            .finish()
+    }
+}
+
+/// What a worker reports when it stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WorkerReport {
+    pub stats: WorkerStats,
+    /// Times the worker waited for the exporter.
+    pub record_waits: u64,
+    /// Records dropped on a full ring ([`Overflow::Drop`] only).
+    pub records_dropped: u64,
+}
+
+impl WorkerLoop {
+    /// The consumer end of this worker's record ring (take it before running).
+    pub fn take_records(&mut self) -> rtrb::Consumer<Record> {
+        self.records_rx.take().expect("records taken once")
+    }
+
+    /// Runs until the last batch; returns the worker's counters.
+    pub fn run(mut self) -> WorkerReport {
+        let mut waiter = Waiter::default();
+        let Self {
+            worker,
+            rx,
+            ret,
+            records,
+            overflow,
+            record_waits,
+            records_dropped,
+            ..
+        } = &mut self;
+        let mut emit = |r: Record| {
+            let mut r = r;
+            let mut w = Waiter::default();
+            loop {
+                match records.push(r) {
+                    Ok(()) => return,
+                    Err(rtrb::PushError::Full(back)) => {
+                        if *overflow == Overflow::Drop {
+                            *records_dropped += 1;
+                            return;
+                        }
+                        *record_waits += 1;
+                        r = back;
+                        w.wait();
+                    }
+                }
+            }
+        };
+        loop {
+            let Ok(batch) = rx.pop() else {
+                waiter.wait();
+                continue;
+            };
+            waiter.reset();
+            for m in &batch.packets {
+                worker.process(m, &mut emit);
+            }
+            worker.advance(batch.now, &mut emit);
+            let last = batch.last;
+            // The return ring has room for every batch in circulation.
+            let _ = ret.push(batch);
+            if last {
+                worker.finish(&mut emit);
+                break;
+            }
+        }
+        WorkerReport {
+            stats: *self.worker.stats(),
+            record_waits: self.record_waits,
+            records_dropped: self.records_dropped,
+        }
+    }
+}
+
+/// Drains the record rings of all workers into `sink`, until every worker has
+/// stopped and its ring is empty. A sink error stops writing (the rest is counted
+/// as unwritten) but not draining, so workers never block on a dead sink.
+pub fn run_exporter<E>(
+    mut rings: Vec<rtrb::Consumer<Record>>,
+    mut sink: impl FnMut(&Record) -> Result<(), E>,
+) -> ExportReport<E> {
+    let mut report = ExportReport {
+        written: 0,
+        unwritten: 0,
+        error: None,
+    };
+    let mut waiter = Waiter::default();
+    loop {
+        let mut any = false;
+        let mut all_done = true;
+        for ring in rings.iter_mut() {
+            // Check abandonment before draining: a worker that stopped after the
+            // check still gets its last records drained on the next round.
+            let abandoned = ring.is_abandoned();
+            while let Ok(r) = ring.pop() {
+                any = true;
+                if report.error.is_none() {
+                    match sink(&r) {
+                        Ok(()) => report.written += 1,
+                        Err(e) => {
+                            report.error = Some(e);
+                            report.unwritten += 1;
+                        }
+                    }
+                } else {
+                    report.unwritten += 1;
+                }
+            }
+            all_done &= abandoned;
+        }
+        if all_done && !any {
+            return report;
+        }
+        if any {
+            waiter.reset();
+        } else {
+            waiter.wait();
+        }
+    }
+}
+
+/// What the exporter did.
+#[derive(Debug)]
+pub struct ExportReport<E> {
+    pub written: u64,
+    /// Records not written because the sink had failed.
+    pub unwritten: u64,
+    pub error: Option<E>,
+}
+
+/// A capture point fed from a capture held in memory.
+#[derive(Debug)]
+pub struct ReplaySource<'a> {
+    pub name: String,
+    pub data: &'a [u8],
+}
+
+/// How a replay went.
+#[derive(Debug)]
+pub struct ReplayReport<E> {
+    /// Reader counters per point, in the order the points were given.
+    pub points: Vec<ReaderStats>,
+    pub workers: WorkerStats,
+    pub record_waits: u64,
+    pub records_dropped: u64,
+    pub export: ExportReport<E>,
+    /// Capture errors, by point: reading that point stopped there.
+    pub errors: Vec<(usize, CaptureError)>,
+    pub first_ts: Option<Timestamp>,
+    pub last_ts: Option<Timestamp>,
+}
+
+/// Counters the CLI polls from another thread for its progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Capture bytes consumed, over all points.
+    pub bytes: AtomicU64,
+    pub frames: AtomicU64,
+}
+
+/// Replays captures: merges the points in timestamp order, decodes, dispatches to
+/// `cfg.workers` workers and hands every record to `sink` on an exporter thread.
+pub fn replay<E: Send>(
+    cfg: &PipelineConfig,
+    sources: &[ReplaySource<'_>],
+    sink: impl FnMut(&Record) -> Result<(), E> + Send,
+    progress: &Progress,
+) -> ReplayReport<E> {
+    let (mut dispatcher, mut loops) = build(cfg);
+    let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
+    let mut points = vec![ReaderStats::default(); sources.len()];
+    let mut errors = Vec::new();
+    let mut first_ts = None;
+    let mut last_ts = None;
+
+    thread::scope(|scope| {
+        let exporter = thread::Builder::new()
+            .name("tw-export".into())
+            .spawn_scoped(scope, move || run_exporter(rings, sink))
+            .expect("spawn exporter thread");
+        let workers: Vec<_> = loops
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                thread::Builder::new()
+                    .name(format!("tw-worker-{i}"))
+                    .spawn_scoped(scope, move || l.run())
+                    .expect("spawn worker thread")
+            })
+            .collect();
+
+        let mut readers: Vec<Option<CaptureReader<'_>>> = Vec::with_capacity(sources.len());
+        for (i, s) in sources.iter().enumerate() {
+            match CaptureReader::new(s.data) {
+                Ok(r) => readers.push(Some(r)),
+                Err(e) => {
+                    errors.push((i, e));
+                    readers.push(None);
+                }
+            }
+        }
+        let mut merge = Merge::new(readers);
+        let mut consumed_before = 0u64;
+        let mut n = 0u64;
+        while let Some(next) = merge.next() {
+            match next {
+                (point, Ok(frame)) => {
+                    n += 1;
+                    first_ts.get_or_insert(frame.ts);
+                    last_ts = Some(last_ts.map_or(frame.ts, |t: Timestamp| t.max(frame.ts)));
+                    let st = &mut points[point];
+                    st.frames += 1;
+                    st.bytes += frame.data.len() as u64;
+                    match wire::decode(frame.link, frame.data, frame.wire_len) {
+                        Ok(pkt) => {
+                            st.tcp += 1;
+                            st.snaplen_cut += u64::from(pkt.snaplen_cut);
+                            dispatcher.push(PacketMeta::new(frame.ts, PointId(point as u8), pkt));
+                        }
+                        Err(skip) => st.skipped[skip.index()] += 1,
+                    }
+                    if n % 65_536 == 0 {
+                        let consumed = merge.consumed();
+                        progress
+                            .bytes
+                            .fetch_add(consumed - consumed_before, Ordering::Relaxed);
+                        progress.frames.store(n, Ordering::Relaxed);
+                        consumed_before = consumed;
+                    }
+                }
+                (point, Err(e)) => errors.push((point, e)),
+            }
+        }
+        progress
+            .bytes
+            .fetch_add(merge.consumed() - consumed_before, Ordering::Relaxed);
+        progress.frames.store(n, Ordering::Relaxed);
+        let (drops, waits) = (dispatcher.drops, dispatcher.waits);
+        dispatcher.finish();
+        if let Some(p) = points.first_mut() {
+            p.ring_full_drops += drops;
+            p.ring_full_waits += waits;
+        }
+
+        let mut workers_total = WorkerStats::default();
+        let (mut record_waits, mut records_dropped) = (0, 0);
+        for w in workers {
+            let r = w.join().expect("worker thread panicked");
+            workers_total.add(&r.stats);
+            record_waits += r.record_waits;
+            records_dropped += r.records_dropped;
+        }
+        let export = exporter.join().expect("exporter thread panicked");
+        ReplayReport {
+            points,
+            workers: workers_total,
+            record_waits,
+            records_dropped,
+            export,
+            errors,
+            first_ts,
+            last_ts,
+        }
+    })
+}
+
+/// Merges several captures by timestamp (ties: the earlier point first). Each
+/// capture keeps its own order; a capture whose timestamps go backwards is followed
+/// as written.
+struct Merge<'a> {
+    readers: Vec<Option<CaptureReader<'a>>>,
+    heads: Vec<Option<Frame<'a>>>,
+}
+
+impl<'a> Merge<'a> {
+    fn new(mut readers: Vec<Option<CaptureReader<'a>>>) -> Self {
+        let heads = vec![None; readers.len()];
+        readers.shrink_to_fit();
+        Merge { readers, heads }
+    }
+
+    fn consumed(&self) -> u64 {
+        self.readers
+            .iter()
+            .flatten()
+            .map(|r| r.position() as u64)
+            .sum()
+    }
+
+    fn next(&mut self) -> Option<(usize, Result<Frame<'a>, CaptureError>)> {
+        // Refill empty heads; an error is returned at once (that reader is done).
+        for i in 0..self.readers.len() {
+            if self.heads[i].is_none() {
+                if let Some(r) = self.readers[i].as_mut() {
+                    match r.next() {
+                        Some(Ok(f)) => self.heads[i] = Some(f),
+                        Some(Err(e)) => return Some((i, Err(e))),
+                        None => self.readers[i] = None,
+                    }
+                }
+            }
+        }
+        let (i, _) = self
+            .heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.map(|f| (i, f.ts)))
+            .min_by_key(|&(i, ts)| (ts, i))?;
+        self.heads[i].take().map(|f| (i, Ok(f)))
+    }
+}

@@ -1,0 +1,296 @@
+//! A session: one TCP connection, identified by its [`FlowKey`], followed at every
+//! capture point that sees it. Roles (client, server), what each point saw of each
+//! direction, and when and how the session closed.
+
+use crate::flow::{FlowKey, Side};
+use crate::tcp::DirState;
+use crate::time::Timestamp;
+use crate::wire::Packet;
+
+/// Most capture points one run can follow. Per-session memory grows with the number
+/// of points the run actually has, not with this bound.
+pub const MAX_POINTS: usize = 4;
+
+/// A capture point, by its index in the order the operator named them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PointId(pub u8);
+
+/// A session's roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+}
+
+/// How the client was told from the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RoleSource {
+    /// Guessed from the ports: the capture started mid-session.
+    Ports,
+    /// The SYN was not seen; the client is the end the SYN-ACK went to.
+    SynAck,
+    /// The client sent the SYN.
+    Syn,
+}
+
+impl RoleSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleSource::Syn => "syn",
+            RoleSource::SynAck => "syn_ack",
+            RoleSource::Ports => "ports",
+        }
+    }
+}
+
+/// How a session closed on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseKind {
+    /// An RST from either end, at any point.
+    Rst,
+    /// A FIN from each end, seen at one point.
+    Fin,
+}
+
+/// What one capture point saw of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PointState {
+    /// Indexed by [`Side`]: what the `lo` and the `hi` end sent.
+    pub dirs: [DirState; 2],
+    /// Outermost VLAN id of the first tagged packet.
+    pub vlan: Option<u16>,
+    /// Frames cut by the snap length.
+    pub snaplen_cut: u32,
+}
+
+impl PointState {
+    pub fn seen(&self) -> bool {
+        self.dirs[0].seen() || self.dirs[1].seen()
+    }
+    pub fn rst_seen(&self) -> bool {
+        self.dirs[0].rst_count > 0 || self.dirs[1].rst_count > 0
+    }
+    pub fn both_fin(&self) -> bool {
+        self.dirs[0].fin.is_some() && self.dirs[1].fin.is_some()
+    }
+
+    /// Records a packet sent by `side`. Returns whether it was a retransmission.
+    pub fn on_packet(&mut self, ts: Timestamp, side: Side, p: &Packet) -> bool {
+        if self.vlan.is_none() {
+            self.vlan = p.vlan;
+        }
+        if p.snaplen_cut {
+            self.snaplen_cut = self.snaplen_cut.saturating_add(1);
+        }
+        let rst_seen = self.rst_seen();
+        let retrans = self.dirs[side.index()].on_send(ts, p, rst_seen);
+        if p.flags.ack() && !p.flags.rst() {
+            self.dirs[side.other().index()].on_acked(p.ack);
+        }
+        retrans
+    }
+}
+
+/// Which timer list a session is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TimerList {
+    #[default]
+    None,
+    /// Open: expires after the idle timeout without packets.
+    Idle,
+    /// Closed: judged when the linger time after the close has passed.
+    Linger,
+}
+
+/// Sentinel for "no slot" in the intrusive timer lists.
+pub const NIL: u32 = u32::MAX;
+
+/// A session's identity, roles and close, without its per-point state (which lives
+/// beside it in the flow table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub key: FlowKey,
+    pub hash: u64,
+    pub first_ts: Timestamp,
+    pub last_ts: Timestamp,
+    /// Which end of the key is the client.
+    pub client: Side,
+    pub roles: RoleSource,
+    /// First close seen: how and when.
+    pub close: Option<(CloseKind, Timestamp)>,
+    /// Bit `i` set: point `i` saw the session.
+    pub points_seen: u8,
+    /// Worker clock when the session last saw a packet (orders the idle list).
+    pub(crate) activity: Timestamp,
+    pub(crate) list: TimerList,
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            key: FlowKey::default(),
+            hash: 0,
+            first_ts: Timestamp::ZERO,
+            last_ts: Timestamp::ZERO,
+            client: Side::Lo,
+            roles: RoleSource::Ports,
+            close: None,
+            points_seen: 0,
+            activity: Timestamp::ZERO,
+            list: TimerList::None,
+            prev: NIL,
+            next: NIL,
+        }
+    }
+}
+
+impl Session {
+    /// A new session whose first packet, from `side`, is `p`.
+    pub fn new(key: FlowKey, hash: u64, ts: Timestamp, side: Side, p: &Packet) -> Session {
+        let (client, roles) = if p.flags.syn() && !p.flags.ack() {
+            (side, RoleSource::Syn)
+        } else if p.flags.syn() && p.flags.ack() {
+            (side.other(), RoleSource::SynAck)
+        } else {
+            (guess_client(&key, side), RoleSource::Ports)
+        };
+        Session {
+            key,
+            hash,
+            first_ts: ts,
+            last_ts: ts,
+            client,
+            roles,
+            ..Session::default()
+        }
+    }
+
+    /// Upgrades guessed roles when a SYN or SYN-ACK shows them.
+    pub fn learn_roles(&mut self, side: Side, p: &Packet) {
+        if !p.flags.syn() || p.flags.rst() {
+            return;
+        }
+        let (client, source) = if p.flags.ack() {
+            (side.other(), RoleSource::SynAck)
+        } else {
+            (side, RoleSource::Syn)
+        };
+        if source > self.roles {
+            self.client = client;
+            self.roles = source;
+        }
+    }
+
+    pub fn role_of(&self, side: Side) -> Role {
+        if side == self.client {
+            Role::Client
+        } else {
+            Role::Server
+        }
+    }
+
+    pub fn side_of(&self, role: Role) -> Side {
+        match role {
+            Role::Client => self.client,
+            Role::Server => self.client.other(),
+        }
+    }
+}
+
+/// Mid-session roles: the server is the end with the lower port (services listen on
+/// low, well-known or registered ports; clients use ephemeral ones). On equal ports
+/// the receiver of the first packet seen is taken as the server.
+fn guess_client(key: &FlowKey, first_sender: Side) -> Side {
+    use std::cmp::Ordering;
+    match key.lo.port.cmp(&key.hi.port) {
+        Ordering::Less => Side::Hi,
+        Ordering::Greater => Side::Lo,
+        Ordering::Equal => first_sender,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Endpoint;
+    use crate::wire::TcpFlags;
+
+    fn key() -> (FlowKey, Side) {
+        FlowKey::from_packet(
+            Endpoint::v4([198, 18, 0, 2], 51000),
+            Endpoint::v4([198, 18, 1, 2], 443),
+        )
+    }
+
+    #[test]
+    fn test_roles_from_syn_synack_ports() {
+        let (k, client_side) = key();
+        let syn = Packet {
+            flags: TcpFlags(TcpFlags::SYN),
+            ..Packet::default()
+        };
+        let s = Session::new(k, 0, Timestamp(1), client_side, &syn);
+        assert_eq!((s.client, s.roles), (client_side, RoleSource::Syn));
+
+        let synack = Packet {
+            flags: TcpFlags(TcpFlags::SYN | TcpFlags::ACK),
+            ..Packet::default()
+        };
+        let s = Session::new(k, 0, Timestamp(1), client_side.other(), &synack);
+        assert_eq!((s.client, s.roles), (client_side, RoleSource::SynAck));
+
+        let data = Packet {
+            flags: TcpFlags(TcpFlags::ACK),
+            ..Packet::default()
+        };
+        let mut s = Session::new(k, 0, Timestamp(1), client_side.other(), &data);
+        assert_eq!(
+            (s.client, s.roles),
+            (client_side, RoleSource::Ports),
+            "port 443 is the server"
+        );
+        s.learn_roles(client_side, &syn);
+        assert_eq!(s.roles, RoleSource::Syn);
+        s.learn_roles(client_side, &synack);
+        assert_eq!(s.roles, RoleSource::Syn, "a SYN-ACK never overrides a SYN");
+    }
+
+    #[test]
+    fn test_point_data_after_rst_and_fins() {
+        let mut pt = PointState::default();
+        let fin = Packet {
+            seq: 10,
+            flags: TcpFlags(TcpFlags::FIN | TcpFlags::ACK),
+            ..Packet::default()
+        };
+        pt.on_packet(Timestamp(1), Side::Lo, &fin);
+        assert!(!pt.both_fin());
+        pt.on_packet(Timestamp(2), Side::Hi, &fin);
+        assert!(pt.both_fin());
+        let rst = Packet {
+            flags: TcpFlags(TcpFlags::RST),
+            ..Packet::default()
+        };
+        pt.on_packet(Timestamp(3), Side::Hi, &rst);
+        let data = Packet {
+            seq: 11,
+            payload_len: 5,
+            flags: TcpFlags(TcpFlags::ACK),
+            ..Packet::default()
+        };
+        pt.on_packet(Timestamp(4), Side::Lo, &data);
+        assert_eq!(pt.dirs[0].data_after_rst, 1);
+        assert_eq!(pt.dirs[1].data_after_rst, 0);
+    }
+}

@@ -1,0 +1,452 @@
+//! The verdict: why a session ended, decided once, when it ends, from what every
+//! capture point saw. This module holds the taxonomy (see docs/verdicts.md), the
+//! record a worker hands to the exporter, and the classification.
+//!
+//! Evidence is kept as small `Copy` values, rendered to text by the exporter, so that
+//! ending a session never allocates on a worker.
+
+use crate::flow::FlowKey;
+use crate::session::{PointId, PointState, Role, Session, MAX_POINTS};
+use crate::tcp::SegEvent;
+use crate::time::{Nanos, Timestamp};
+
+/// Why a session died (docs/verdicts.md). TCP-level values for now; TLS adds more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    Ok,
+    ResetByClient,
+    ResetByServer,
+    Rejected,
+    NoResponse,
+    Timeout,
+    IncompleteCapture,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 7] = [
+        Verdict::Ok,
+        Verdict::ResetByClient,
+        Verdict::ResetByServer,
+        Verdict::Rejected,
+        Verdict::NoResponse,
+        Verdict::Timeout,
+        Verdict::IncompleteCapture,
+    ];
+    pub const COUNT: usize = Verdict::ALL.len();
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::ResetByClient => "reset_by_client",
+            Verdict::ResetByServer => "reset_by_server",
+            Verdict::Rejected => "rejected",
+            Verdict::NoResponse => "no_response",
+            Verdict::Timeout => "timeout",
+            Verdict::IncompleteCapture => "incomplete_capture",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What made the worker judge the session now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// Closed by an RST, judged after the linger time.
+    Rst,
+    /// Closed by a FIN from each end, judged after the linger time.
+    Fin,
+    /// No packet for the idle timeout.
+    IdleTimeout,
+    /// Evicted to make room in a full flow table.
+    Evicted,
+    /// A new SYN reused the 4-tuple of this session.
+    PortReused,
+    /// The capture ended while the session was open (or lingering).
+    EndOfInput,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 6] = [
+        EndReason::Rst,
+        EndReason::Fin,
+        EndReason::IdleTimeout,
+        EndReason::Evicted,
+        EndReason::PortReused,
+        EndReason::EndOfInput,
+    ];
+    pub const COUNT: usize = EndReason::ALL.len();
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Rst => "rst",
+            EndReason::Fin => "fin",
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::Evicted => "evicted",
+            EndReason::PortReused => "port_reused",
+            EndReason::EndOfInput => "end_of_input",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One fact behind a verdict. Rendered by [`Evidence::render`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// Neither SYN nor SYN-ACK seen anywhere.
+    MidStream,
+    /// The client's SYN was not seen, its SYN-ACK was.
+    SynNotSeen,
+    /// `count` SYNs from the client, no SYN-ACK, over `span` of capture time.
+    NoSynAck { count: u16, span: Nanos },
+    /// The server answered the SYN with an RST.
+    SynAnsweredByRst { point: PointId },
+    /// The server sent packets but no SYN-ACK was captured.
+    SynAckNotSeen,
+    /// The capture ended `after` the first SYN: too soon to call it unanswered.
+    CaptureEndedAfterSyn { after: Nanos },
+    /// First RST of the session.
+    Rst {
+        point: PointId,
+        from: Role,
+        data_before: bool,
+        count: u16,
+    },
+    /// A FIN from each end.
+    BothFin { point: PointId },
+    /// Only one end sent a FIN.
+    HalfClosed { point: PointId, from: Role },
+    /// The RST came after both FINs: an orderly close.
+    RstAfterClose { point: PointId, from: Role },
+    /// Packets sent after an RST.
+    DataAfterRst {
+        point: PointId,
+        from: Role,
+        segments: u32,
+    },
+    /// The peer acknowledged data the capture did not see.
+    AckedUnseen {
+        point: PointId,
+        from: Role,
+        count: u32,
+    },
+    /// Went idle.
+    Idle { timeout: Nanos },
+    /// Evicted from a full flow table.
+    Evicted,
+    /// The capture ended while the session was open.
+    EndOfInput,
+    /// A new connection reused the 4-tuple.
+    PortReused,
+}
+
+/// The evidence of one verdict: a bounded list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EvidenceList {
+    items: [Option<Evidence>; EvidenceList::CAP],
+    len: u8,
+}
+
+impl EvidenceList {
+    pub const CAP: usize = 8;
+
+    /// Adds a fact; beyond `CAP` facts the least important (last) are dropped.
+    pub fn push(&mut self, e: Evidence) {
+        if usize::from(self.len) < Self::CAP {
+            self.items[usize::from(self.len)] = Some(e);
+            self.len += 1;
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Evidence> {
+        self.items[..usize::from(self.len)].iter().flatten()
+    }
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Evidence {
+    /// Human-readable text. `point` names points by index.
+    pub fn render(&self, point: &dyn Fn(PointId) -> String) -> String {
+        let secs = |n: Nanos| n.0 as f64 / 1e9;
+        match *self {
+            Evidence::MidStream => "no SYN or SYN-ACK seen: the capture started mid-session".into(),
+            Evidence::SynNotSeen => "the client's SYN was not captured; roles taken from the SYN-ACK".into(),
+            Evidence::NoSynAck { count, span } => {
+                format!("client sent {count} SYN(s) over {:.3} s, no SYN-ACK seen", secs(span))
+            }
+            Evidence::SynAnsweredByRst { point: p } => format!("{}: server answered the SYN with an RST", point(p)),
+            Evidence::SynAckNotSeen => "server sent packets but its SYN-ACK was not captured".into(),
+            Evidence::CaptureEndedAfterSyn { after } => {
+                format!("the capture ended {:.3} s after the SYN, too soon to call it unanswered", secs(after))
+            }
+            Evidence::Rst { point: p, from, data_before, count } => format!(
+                "{}: {} sent RST{}{}",
+                point(p),
+                from.as_str(),
+                if data_before { " after data" } else { " before any data" },
+                if count > 1 { format!(" ({count} RSTs)") } else { String::new() }
+            ),
+            Evidence::BothFin { point: p } => format!("{}: FIN from both ends", point(p)),
+            Evidence::HalfClosed { point: p, from } => format!("{}: only the {} sent a FIN", point(p), from.as_str()),
+            Evidence::RstAfterClose { point: p, from } => {
+                format!("{}: {} sent RST after both FINs (orderly close)", point(p), from.as_str())
+            }
+            Evidence::DataAfterRst { point: p, from, segments } => {
+                format!("{}: {} sent {segments} data segment(s) after the RST", point(p), from.as_str())
+            }
+            Evidence::AckedUnseen { point: p, from, count } => format!(
+                "{}: {} data acknowledged but not captured ({count} hole(s)): packets lost at the capture",
+                point(p),
+                from.as_str()
+            ),
+            Evidence::Idle { timeout } => format!("no packet for {:.0} s (idle timeout)", secs(timeout)),
+            Evidence::Evicted => "evicted from a full flow table before it ended".into(),
+            Evidence::EndOfInput => "the capture ended while the session was open".into(),
+            Evidence::PortReused => "a new SYN reused the 4-tuple while the session was open".into(),
+        }
+    }
+}
+
+/// Everything the exporter needs to write one verdict: a copy of the session, its
+/// per-point state, the classification and its evidence. Plain data: moving it to
+/// the exporter's ring is a copy, never an allocation.
+#[derive(Clone, Copy, Debug)]
+pub struct Record {
+    pub session_id: u64,
+    pub key: FlowKey,
+    pub session: Session,
+    pub end: EndReason,
+    /// Capture time at which the session was judged.
+    pub judged_at: Timestamp,
+    pub verdict: Verdict,
+    pub evidence: EvidenceList,
+    pub npoints: u8,
+    pub points: [PointState; MAX_POINTS],
+}
+
+impl Record {
+    pub fn points(&self) -> impl Iterator<Item = (PointId, &PointState)> {
+        self.points[..usize::from(self.npoints)]
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.seen())
+            .map(|(i, p)| (PointId(i as u8), p))
+    }
+}
+
+/// Timing knobs of the classification.
+#[derive(Clone, Copy, Debug)]
+pub struct ClassifyConfig {
+    pub idle_timeout: Nanos,
+    /// At the end of the capture, a SYN younger than this is "incomplete", not
+    /// "no_response" (the client's own first retransmission comes after 1 s).
+    pub syn_grace: Nanos,
+}
+
+/// The first event over all points, by time, and where it was.
+fn first_event(
+    points: &[PointState],
+    pick: impl Fn(&PointState, usize) -> Option<SegEvent>,
+    side: usize,
+) -> Option<(PointId, SegEvent)> {
+    points
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| pick(p, side).map(|e| (PointId(i as u8), e)))
+        .min_by_key(|(_, e)| e.ts)
+}
+
+/// Decides the verdict of an ended session.
+pub fn classify(
+    s: &Session,
+    points: &[PointState],
+    end: EndReason,
+    now: Timestamp,
+    cfg: &ClassifyConfig,
+) -> (Verdict, EvidenceList) {
+    let mut ev = EvidenceList::default();
+    let c = s.side_of(Role::Client).index();
+    let sv = s.side_of(Role::Server).index();
+    let syn = first_event(points, |p, d| p.dirs[d].syn, c);
+    let synack = first_event(points, |p, d| p.dirs[d].syn, sv);
+
+    if syn.is_none() && synack.is_none() {
+        ev.push(Evidence::MidStream);
+        add_close_evidence(s, points, &mut ev);
+        return (Verdict::IncompleteCapture, ev);
+    }
+    if synack.is_none() {
+        if let Some((point, _)) = first_event(points, |p, d| p.dirs[d].rst, sv) {
+            ev.push(Evidence::SynAnsweredByRst { point });
+            return (Verdict::Rejected, ev);
+        }
+        if points.iter().any(|p| p.dirs[sv].seen()) {
+            ev.push(Evidence::SynAckNotSeen);
+            add_close_evidence(s, points, &mut ev);
+            return (Verdict::IncompleteCapture, ev);
+        }
+        let (_, first_syn) = syn.unwrap_or_default();
+        let count = points
+            .iter()
+            .map(|p| p.dirs[c].syn_count)
+            .max()
+            .unwrap_or(0);
+        let last = points
+            .iter()
+            .map(|p| p.dirs[c].last_ts)
+            .max()
+            .unwrap_or(first_syn.ts);
+        if end == EndReason::EndOfInput && now.saturating_sub(first_syn.ts) < cfg.syn_grace {
+            ev.push(Evidence::CaptureEndedAfterSyn {
+                after: now.saturating_sub(first_syn.ts),
+            });
+            return (Verdict::IncompleteCapture, ev);
+        }
+        ev.push(Evidence::NoSynAck {
+            count,
+            span: last.saturating_sub(first_syn.ts),
+        });
+        return (Verdict::NoResponse, ev);
+    }
+    if syn.is_none() {
+        ev.push(Evidence::SynNotSeen);
+    }
+
+    // Established (a SYN-ACK was seen). How did it end?
+    let verdict = match close_of(s, points) {
+        Close::RstAfterFins { point, from } => {
+            ev.push(Evidence::BothFin { point });
+            ev.push(Evidence::RstAfterClose { point, from });
+            Verdict::Ok
+        }
+        Close::Rst { from, .. } => match from {
+            Role::Client => Verdict::ResetByClient,
+            Role::Server => Verdict::ResetByServer,
+        },
+        Close::Fins { .. } => Verdict::Ok,
+        Close::Open => match end {
+            EndReason::IdleTimeout => Verdict::Timeout,
+            _ => Verdict::IncompleteCapture,
+        },
+    };
+    add_close_evidence(s, points, &mut ev);
+    match end {
+        EndReason::IdleTimeout => ev.push(Evidence::Idle {
+            timeout: cfg.idle_timeout,
+        }),
+        EndReason::Evicted => ev.push(Evidence::Evicted),
+        EndReason::EndOfInput if verdict == Verdict::IncompleteCapture => {
+            ev.push(Evidence::EndOfInput)
+        }
+        EndReason::PortReused => ev.push(Evidence::PortReused),
+        _ => {}
+    }
+    for (i, p) in points.iter().enumerate() {
+        for d in [c, sv] {
+            if p.dirs[d].acked_unseen > 0 {
+                let from = if d == c { Role::Client } else { Role::Server };
+                ev.push(Evidence::AckedUnseen {
+                    point: PointId(i as u8),
+                    from,
+                    count: p.dirs[d].acked_unseen,
+                });
+            }
+        }
+    }
+    (verdict, ev)
+}
+
+enum Close {
+    Open,
+    Fins { point: PointId },
+    Rst { point: PointId, from: Role },
+    RstAfterFins { point: PointId, from: Role },
+}
+
+fn role_of_index(s: &Session, d: usize) -> Role {
+    if d == s.client.index() {
+        Role::Client
+    } else {
+        Role::Server
+    }
+}
+
+/// How the session closed, over all points: the first RST, unless both FINs came
+/// before it at that point.
+fn close_of(s: &Session, points: &[PointState]) -> Close {
+    let rst = [0usize, 1]
+        .into_iter()
+        .filter_map(|d| first_event(points, |p, d| p.dirs[d].rst, d).map(|(pt, e)| (pt, e, d)))
+        .min_by_key(|(_, e, _)| e.ts);
+    let fins = points
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.both_fin())
+        .map(|(i, p)| {
+            let last_fin = p.dirs[0]
+                .fin
+                .map_or(Timestamp::ZERO, |f| f.ts)
+                .max(p.dirs[1].fin.map_or(Timestamp::ZERO, |f| f.ts));
+            (PointId(i as u8), last_fin)
+        });
+    match (rst, fins) {
+        (Some((point, e, d)), Some((_, fin_ts))) if fin_ts <= e.ts => Close::RstAfterFins {
+            point,
+            from: role_of_index(s, d),
+        },
+        (Some((point, _, d)), _) => Close::Rst {
+            point,
+            from: role_of_index(s, d),
+        },
+        (None, Some((point, _))) => Close::Fins { point },
+        (None, None) => Close::Open,
+    }
+}
+
+fn add_close_evidence(s: &Session, points: &[PointState], ev: &mut EvidenceList) {
+    match close_of(s, points) {
+        Close::Rst { point, from } => {
+            let p = &points[usize::from(point.0)];
+            let d = s.side_of(from).index();
+            let data_before = p.dirs[0].payload_bytes > 0 || p.dirs[1].payload_bytes > 0;
+            ev.push(Evidence::Rst {
+                point,
+                from,
+                data_before,
+                count: p.dirs[d].rst_count,
+            });
+        }
+        Close::Fins { point } => ev.push(Evidence::BothFin { point }),
+        Close::RstAfterFins { .. } => {}
+        Close::Open => {
+            for (i, p) in points.iter().enumerate() {
+                for d in 0..2 {
+                    if p.dirs[d].fin.is_some() && p.dirs[1 - d].fin.is_none() {
+                        ev.push(Evidence::HalfClosed {
+                            point: PointId(i as u8),
+                            from: role_of_index(s, d),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for (i, p) in points.iter().enumerate() {
+        for d in 0..2 {
+            if p.dirs[d].data_after_rst > 0 {
+                ev.push(Evidence::DataAfterRst {
+                    point: PointId(i as u8),
+                    from: role_of_index(s, d),
+                    segments: p.dirs[d].data_after_rst,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The per-core worker: owns one flow table, follows every packet of its sessions,
+//! ends sessions on close, idle timeout, eviction or end of input, and emits one
+//! [`Record`] per session through a callback.
+//!
+//! Sans-IO and deterministic: packets and their capture timestamps in, records out.
+//! The worker's clock is the latest capture timestamp it has seen; it never reads a
+//! system clock. After the table's slots have been touched once, processing a packet
+//! does not allocate.
+
+use std::hash::{BuildHasher, Hasher};
+
+use crate::flow::{FlowKey, Side};
+use crate::session::{CloseKind, PointId, PointState, Role, Session, MAX_POINTS};
+use crate::table::FlowTable;
+use crate::time::{Nanos, Timestamp};
+use crate::verdict::{classify, ClassifyConfig, EndReason, Record, Verdict};
+use crate::wire::Packet;
+
+/// A decoded packet on its way to a worker: the wire facts plus where and when it
+/// was seen and the flow hash that chose the worker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PacketMeta {
+    pub ts: Timestamp,
+    pub point: PointId,
+    pub hash: u64,
+    pub key: FlowKey,
+    /// Which end of `key` sent it.
+    pub side: Side,
+    pub pkt: Packet,
+}
+
+impl PacketMeta {
+    pub fn new(ts: Timestamp, point: PointId, pkt: Packet) -> PacketMeta {
+        let (key, side) = FlowKey::from_packet(pkt.src, pkt.dst);
+        PacketMeta {
+            ts,
+            point,
+            hash: key.flow_hash(),
+            key,
+            side,
+            pkt,
+        }
+    }
+}
+
+/// Limits and timers of one worker.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerConfig {
+    /// Sessions this worker can hold at once.
+    pub max_sessions: usize,
+    /// Number of capture points in the run (at most [`MAX_POINTS`]).
+    pub points: usize,
+    /// An open session with no packet for this long ends as a timeout.
+    pub idle_timeout: Nanos,
+    /// A closed session is judged this long after its close, so that late packets
+    /// (the other points' copies, data after an RST) are still counted.
+    pub linger: Nanos,
+    /// See [`ClassifyConfig::syn_grace`].
+    pub syn_grace: Nanos,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            max_sessions: 1_000_000,
+            points: 1,
+            idle_timeout: Nanos::from_secs(120),
+            linger: Nanos::from_secs(2),
+            syn_grace: Nanos::from_secs(3),
+        }
+    }
+}
+
+/// What a worker counted. Plain integers, summed by the pipeline at the end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub packets: u64,
+    pub retransmissions: u64,
+    pub sessions: u64,
+    pub verdicts: [u64; Verdict::COUNT],
+    pub end_reasons: [u64; EndReason::COUNT],
+    /// Closed sessions judged before their linger time was over, to make room.
+    pub linger_cut: u64,
+    /// Packets that arrived with a timestamp older than the worker's clock.
+    pub time_went_back: u64,
+    /// Most sessions held at once.
+    pub peak_sessions: u64,
+}
+
+impl WorkerStats {
+    pub fn add(&mut self, o: &WorkerStats) {
+        self.packets += o.packets;
+        self.retransmissions += o.retransmissions;
+        self.sessions += o.sessions;
+        for (a, b) in self.verdicts.iter_mut().zip(o.verdicts) {
+            *a += b;
+        }
+        for (a, b) in self.end_reasons.iter_mut().zip(o.end_reasons) {
+            *a += b;
+        }
+        self.linger_cut += o.linger_cut;
+        self.time_went_back += o.time_went_back;
+        self.peak_sessions += o.peak_sessions;
+    }
+    pub fn evicted(&self) -> u64 {
+        self.end_reasons[EndReason::Evicted.index()]
+    }
+}
+
+/// One worker's sessions and clock.
+#[derive(Debug)]
+pub struct Worker {
+    table: FlowTable,
+    cfg: WorkerConfig,
+    classify: ClassifyConfig,
+    now: Timestamp,
+    stats: WorkerStats,
+}
+
+const SESSION_ID_STATE: foldhash::fast::FixedState =
+    foldhash::fast::FixedState::with_seed(0x5e55_1011);
+
+impl Worker {
+    pub fn new(cfg: WorkerConfig) -> Worker {
+        let points = cfg.points.clamp(1, MAX_POINTS);
+        Worker {
+            table: FlowTable::new(cfg.max_sessions, points),
+            cfg: WorkerConfig { points, ..cfg },
+            classify: ClassifyConfig {
+                idle_timeout: cfg.idle_timeout,
+                syn_grace: cfg.syn_grace,
+            },
+            now: Timestamp::ZERO,
+            stats: WorkerStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The worker's clock: the latest capture time it has seen.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Follows one packet; emits the records of sessions that end on the way.
+    pub fn process(&mut self, m: &PacketMeta, out: &mut impl FnMut(Record)) {
+        self.advance(m.ts, out);
+        if m.ts < self.now {
+            self.stats.time_went_back += 1;
+        }
+        self.stats.packets += 1;
+        let point = usize::from(m.point.0).min(self.cfg.points - 1);
+        let slot = match self.table.find(m.hash, &m.key) {
+            Some(slot) if self.starts_new_connection(slot, point, m) => {
+                let end = match self.table.session(slot).close {
+                    Some((CloseKind::Rst, _)) => EndReason::Rst,
+                    Some((CloseKind::Fin, _)) => EndReason::Fin,
+                    None => EndReason::PortReused,
+                };
+                self.end(slot, end, out);
+                self.open(m, out)
+            }
+            Some(slot) => slot,
+            None => self.open(m, out),
+        };
+
+        let now = self.now;
+        let (s, pts) = self.table.get_mut(slot);
+        s.learn_roles(m.side, &m.pkt);
+        s.last_ts = s.last_ts.max(m.ts);
+        s.points_seen |= 1 << point;
+        let pt = &mut pts[point];
+        if pt.on_packet(m.ts, m.side, &m.pkt) {
+            self.stats.retransmissions += 1;
+        }
+        if s.close.is_none() {
+            let close = if m.pkt.flags.rst() {
+                Some(CloseKind::Rst)
+            } else if m.pkt.flags.fin() && pt.both_fin() {
+                Some(CloseKind::Fin)
+            } else {
+                None
+            };
+            if let Some(kind) = close {
+                s.close = Some((kind, m.ts));
+                self.table.start_linger(slot, now);
+                return;
+            }
+        }
+        self.table.touch(slot, now);
+    }
+
+    /// Moves the clock to `now` (if later) and ends every session whose idle timeout
+    /// or linger time has passed. The pipeline calls this for idle workers too, so
+    /// that their sessions expire while other workers are busy.
+    pub fn advance(&mut self, now: Timestamp, out: &mut impl FnMut(Record)) {
+        if now <= self.now {
+            return;
+        }
+        self.now = now;
+        while let Some(slot) = self.table.expired_linger(now, self.cfg.linger) {
+            let end = self.close_reason(slot);
+            self.end(slot, end, out);
+        }
+        while let Some(slot) = self.table.expired_idle(now, self.cfg.idle_timeout) {
+            self.end(slot, EndReason::IdleTimeout, out);
+        }
+    }
+
+    /// End of input: judges every session still in the table.
+    pub fn finish(&mut self, out: &mut impl FnMut(Record)) {
+        while let Some(slot) = self.table.any() {
+            let end = match self.table.session(slot).close {
+                Some(_) => self.close_reason(slot),
+                None => EndReason::EndOfInput,
+            };
+            self.end(slot, end, out);
+        }
+    }
+
+    fn close_reason(&self, slot: u32) -> EndReason {
+        match self.table.session(slot).close {
+            Some((CloseKind::Fin, _)) => EndReason::Fin,
+            _ => EndReason::Rst,
+        }
+    }
+
+    /// A pure SYN on a known 4-tuple is a new connection when the old one closed, or
+    /// when its client's SYN at this point had another initial sequence number (at
+    /// the same point: middleboxes that randomise ISNs change them between points).
+    fn starts_new_connection(&self, slot: u32, point: usize, m: &PacketMeta) -> bool {
+        let f = m.pkt.flags;
+        if !f.syn() || f.ack() || f.rst() {
+            return false;
+        }
+        let s = self.table.session(slot);
+        if s.close.is_some() {
+            return true;
+        }
+        s.role_of(m.side) == Role::Client
+            && self.table.points(slot)[point].dirs[m.side.index()]
+                .syn
+                .is_some_and(|e| e.seq != m.pkt.seq)
+    }
+
+    fn open(&mut self, m: &PacketMeta, out: &mut impl FnMut(Record)) -> u32 {
+        if self.table.is_full() {
+            if let Some(victim) = self.table.eviction_victim() {
+                let end = if self.table.session(victim).close.is_some() {
+                    self.stats.linger_cut += 1;
+                    self.close_reason(victim)
+                } else {
+                    EndReason::Evicted
+                };
+                self.end(victim, end, out);
+            }
+        }
+        let s = Session::new(m.key, m.hash, m.ts, m.side, &m.pkt);
+        self.stats.sessions += 1;
+        let slot = self
+            .table
+            .insert(s, self.now)
+            .expect("a slot was just freed");
+        self.stats.peak_sessions = self.stats.peak_sessions.max(self.table.len() as u64);
+        slot
+    }
+
+    fn end(&mut self, slot: u32, end: EndReason, out: &mut impl FnMut(Record)) {
+        let s = *self.table.session(slot);
+        let pts = self.table.points(slot);
+        let (verdict, evidence) = classify(&s, pts, end, self.now, &self.classify);
+        let mut points = [PointState::default(); MAX_POINTS];
+        points[..pts.len()].copy_from_slice(pts);
+        let mut h = SESSION_ID_STATE.build_hasher();
+        h.write(&s.key.lo.addr);
+        h.write(&s.key.hi.addr);
+        h.write_u32(u32::from(s.key.lo.port) << 16 | u32::from(s.key.hi.port));
+        h.write_u64(s.first_ts.0);
+        let record = Record {
+            session_id: h.finish(),
+            key: s.key,
+            session: s,
+            end,
+            judged_at: self.now,
+            verdict,
+            evidence,
+            npoints: pts.len() as u8,
+            points,
+        };
+        self.stats.verdicts[verdict.index()] += 1;
+        self.stats.end_reasons[end.index()] += 1;
+        self.table.remove(slot);
+        out(record);
+    }
+}
