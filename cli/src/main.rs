@@ -227,6 +227,15 @@ fn replay(args: ReplayArgs) -> Result<i32> {
     let flushed = out.flush();
     let elapsed = started.elapsed();
 
+    // Capture errors are printed even with --quiet: they mean the verdicts cover
+    // only part of a file.
+    for (point, e) in &report.errors {
+        eprintln!(
+            "tapwatch: point {} ({}): {e}; reading of this point stopped there",
+            names[*point],
+            captures[*point].path.display()
+        );
+    }
     let summary = summary::Summary::new(&report, &names, &captures, elapsed, workers);
     if !args.quiet {
         summary.print(&mut io::stderr().lock());

@@ -151,13 +151,6 @@ impl Summary {
                     String::new()
                 }
             )?;
-            for e in p["errors"].as_array().into_iter().flatten() {
-                writeln!(
-                    out,
-                    "  point {name}: capture error: {} (reading of this point stopped there)",
-                    e.as_str().unwrap_or("?")
-                )?;
-            }
         }
         writeln!(
             out,

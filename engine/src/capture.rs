@@ -49,6 +49,8 @@ pub enum Format {
 /// What went wrong reading a capture file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CaptureError {
+    /// The file is empty.
+    Empty,
     /// Neither a pcap nor a pcapng file.
     NotACapture,
     /// The file ends in the middle of a record: a capture cut short (usually a
@@ -65,6 +67,7 @@ pub enum CaptureError {
 impl fmt::Display for CaptureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            CaptureError::Empty => f.write_str("the file is empty"),
             CaptureError::NotACapture => f.write_str("not a pcap or pcapng file (unknown magic number)"),
             CaptureError::CutShort { offset, needed } => write!(
                 f,
@@ -116,6 +119,9 @@ pub struct CaptureReader<'a> {
 impl<'a> CaptureReader<'a> {
     /// Reads the file header and prepares to iterate.
     pub fn new(data: &'a [u8]) -> Result<Self, CaptureError> {
+        if data.is_empty() {
+            return Err(CaptureError::Empty);
+        }
         let magic = data.get(..4).ok_or(CaptureError::NotACapture)?;
         if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
             let mut r = CaptureReader {

@@ -132,22 +132,22 @@ impl FlowTable {
         )
     }
 
-    /// Marks activity: an open session moves to the tail of the idle list. A closed
-    /// one stays where its close put it on the linger list.
+    /// Marks activity: the session moves to the tail of its timer list, so that both
+    /// its idle timeout and, once closed, its linger time count from its last packet
+    /// (endpoints that ignore a forged RST keep a "closed" session alive).
     #[inline]
     pub fn touch(&mut self, slot: u32, now: Timestamp) {
         let s = &mut self.sessions[slot as usize];
-        if s.list == TimerList::Linger {
+        s.activity = now;
+        let list = match s.list {
+            TimerList::None => TimerList::Idle,
+            l => l,
+        };
+        if s.list == list && s.next == NIL {
             return;
         }
-        s.activity = now;
-        match s.list {
-            TimerList::Idle if s.next == NIL => {}
-            _ => {
-                self.unlink(slot);
-                self.push_tail(slot, TimerList::Idle);
-            }
-        }
+        self.unlink(slot);
+        self.push_tail(slot, list);
     }
 
     /// Moves a session that just closed to the linger list, as of `now`.
@@ -306,14 +306,15 @@ mod tests {
         let b = t.insert(sess(2), Timestamp(20)).unwrap();
         assert_eq!(t.eviction_victim(), Some(a), "least recently active");
         t.start_linger(b, Timestamp(25));
-        t.touch(b, Timestamp(40));
         assert_eq!(t.eviction_victim(), Some(b), "closed sessions go first");
-        assert_eq!(t.expired_linger(Timestamp(34), Nanos(10)), None);
+        assert_eq!(t.expired_linger(Timestamp(35), Nanos(10)), Some(b));
+        t.touch(b, Timestamp(40));
         assert_eq!(
-            t.expired_linger(Timestamp(35), Nanos(10)),
-            Some(b),
-            "touch does not extend linger"
+            t.expired_linger(Timestamp(49), Nanos(10)),
+            None,
+            "linger counts from the last packet"
         );
+        assert_eq!(t.expired_linger(Timestamp(50), Nanos(10)), Some(b));
         assert_eq!(
             t.expired_idle(Timestamp(1000), Nanos(10)),
             Some(a),

@@ -73,6 +73,8 @@ pub struct DirState {
     pub acked_unseen: u32,
     pub first_ts: Timestamp,
     pub last_ts: Timestamp,
+    /// Time of the first segment with payload, if any.
+    pub first_data_ts: Option<Timestamp>,
     /// TTL (or hop limit) of the first packet, and the range seen.
     pub ttl_first: u8,
     pub ttl_min: u8,
@@ -132,6 +134,9 @@ impl DirState {
         if f.fin() {
             self.fin_count = self.fin_count.saturating_add(1);
             self.fin.get_or_insert(SegEvent::of(ts, p));
+        }
+        if p.payload_len > 0 && self.first_data_ts.is_none() {
+            self.first_data_ts = Some(ts);
         }
         if p.payload_len > 0 && rst_seen {
             self.data_after_rst = self.data_after_rst.saturating_add(1);

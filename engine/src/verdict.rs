@@ -415,7 +415,11 @@ fn add_close_evidence(s: &Session, points: &[PointState], ev: &mut EvidenceList)
         Close::Rst { point, from } => {
             let p = &points[usize::from(point.0)];
             let d = s.side_of(from).index();
-            let data_before = p.dirs[0].payload_bytes > 0 || p.dirs[1].payload_bytes > 0;
+            let rst_ts = p.dirs[d].rst.map_or(Timestamp::ZERO, |e| e.ts);
+            let data_before = p
+                .dirs
+                .iter()
+                .any(|dir| dir.first_data_ts.is_some_and(|t| t < rst_ts));
             ev.push(Evidence::Rst {
                 point,
                 from,
