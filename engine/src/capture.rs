@@ -700,3 +700,45 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes after a valid pcap or pcapng header: frames or one error, never a
+        /// panic, and every frame lies inside the input.
+        #[test]
+        fn reader_never_panics(ng in any::<bool>(), big in any::<bool>(), body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut data = if ng {
+                let mut shb = vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0];
+                shb.extend_from_slice(&[0xff; 8]);
+                shb.extend_from_slice(&[28, 0, 0, 0]);
+                if big {
+                    shb[4..8].copy_from_slice(&28u32.to_be_bytes());
+                    shb[8..12].copy_from_slice(&0x1a2b_3c4du32.to_be_bytes());
+                    shb[24..28].copy_from_slice(&28u32.to_be_bytes());
+                }
+                shb
+            } else {
+                let mut w = write::PcapWriter::new(Vec::new(), 1).unwrap().into_inner();
+                if big {
+                    w[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_be_bytes());
+                }
+                w
+            };
+            data.extend_from_slice(&body);
+            if let Ok(r) = CaptureReader::new(&data) {
+                let mut errors = 0;
+                for f in r {
+                    match f {
+                        Ok(f) => prop_assert!(f.offset + f.data.len() <= data.len()),
+                        Err(_) => errors += 1,
+                    }
+                }
+                prop_assert!(errors <= 1);
+            }
+        }
+    }
+}

@@ -575,3 +575,31 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes, any link type: a Packet or a Skip, never a panic; and a packet's
+        /// payload always lies inside the frame.
+        #[test]
+        fn decode_never_panics(frame in proptest::collection::vec(any::<u8>(), 0..200), link in 0u32..300, extra in 0u32..3000) {
+            let wire_len = frame.len() as u32 + extra;
+            if let Ok(p) = decode(LinkType::from_linktype(link), &frame, wire_len) {
+                prop_assert!((p.payload_offset + p.payload_captured) as usize <= frame.len());
+                prop_assert!(p.payload_captured <= p.payload_len);
+            }
+        }
+
+        /// Mutations of a valid SYN: never a panic.
+        #[test]
+        fn decode_mutated_syn(pos in 0usize..74, byte in any::<u8>(), cut in 0usize..75) {
+            let mut f = tests::ETH_IPV4_SYN.to_vec();
+            f[pos] = byte;
+            f.truncate(cut);
+            let _ = decode(LinkType::Ethernet, &f, 74);
+        }
+    }
+}
