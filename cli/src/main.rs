@@ -52,8 +52,9 @@ struct ReplayArgs {
     #[arg(short, long, value_name = "N")]
     workers: Option<usize>,
 
-    /// Most sessions followed at once, over all workers; when full, the least
-    /// recently active session is judged early (counted as `evicted`).
+    /// Most sessions followed at once, over all workers. When full, a closed session
+    /// still waiting for its linger time is judged at once; failing that, the least
+    /// recently active open session is judged early (end_reason `evicted`).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     max_sessions: usize,
 

@@ -11,7 +11,8 @@ use crate::session::{PointId, PointState, Role};
 use crate::tcp::{DirState, SegEvent};
 use crate::verdict::Record;
 
-/// Version of the record layout. Bumped when a field changes meaning or goes away.
+/// Version of the record layout (the `schema` field). Bumped with every change of
+/// the fields, added ones included: docs/verdict.schema.json is strict per version.
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Serialize)]

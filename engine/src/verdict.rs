@@ -206,7 +206,10 @@ impl Evidence {
                 point(p),
                 from.as_str()
             ),
-            Evidence::Idle { timeout } => format!("no packet for {:.0} s (idle timeout)", secs(timeout)),
+            Evidence::Idle { timeout } if timeout.0 % 1_000_000_000 == 0 => {
+                format!("no packet for {} s (idle timeout)", timeout.0 / 1_000_000_000)
+            }
+            Evidence::Idle { timeout } => format!("no packet for {:.3} s (idle timeout)", secs(timeout)),
             Evidence::Evicted => "evicted from a full flow table before it ended".into(),
             Evidence::EndOfInput => "the capture ended while the session was open".into(),
             Evidence::PortReused => "a new SYN reused the 4-tuple while the session was open".into(),
