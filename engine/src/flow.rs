@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One end of a connection. IPv4 addresses are stored IPv4-mapped in 16 bytes;
 /// `v4` keeps a genuine IPv6 `::ffff:a.b.c.d` apart from IPv4.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Endpoint {
     pub addr: [u8; 16],
     pub port: u16,
@@ -36,6 +36,31 @@ impl Endpoint {
             (true, Some(v4)) => IpAddr::V4(v4),
             _ => IpAddr::V6(v6),
         }
+    }
+}
+
+impl Endpoint {
+    /// The ordering key: address as one integer, then port, then family. Compares in
+    /// a few instructions where a derived `Ord` would call `memcmp` (measured:
+    /// `PacketMeta::new` was 78 instructions per packet with it).
+    #[inline]
+    fn order_key(&self) -> (u128, u16, bool) {
+        (u128::from_ne_bytes(self.addr), self.port, self.v4)
+    }
+}
+
+impl PartialOrd for Endpoint {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Endpoint {
+    /// A total order used only to put a key's two ends in a canonical order; it is
+    /// not the numeric order of addresses.
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order_key().cmp(&other.order_key())
     }
 }
 
@@ -86,10 +111,11 @@ impl FlowKey {
 
     /// The symmetric flow hash. Fixed seed: the same capture always hashes the same
     /// way, so replays are reproducible. (foldhash, as hashbrown uses by default.)
+    #[inline]
     pub fn flow_hash(&self) -> u64 {
         let mut h = FIXED_STATE.build_hasher();
-        h.write(&self.lo.addr);
-        h.write(&self.hi.addr);
+        h.write_u128(u128::from_ne_bytes(self.lo.addr));
+        h.write_u128(u128::from_ne_bytes(self.hi.addr));
         h.write_u32(u32::from(self.lo.port) << 16 | u32::from(self.hi.port));
         h.finish()
     }

@@ -129,8 +129,11 @@ pub struct Session {
     pub close: Option<(CloseKind, Timestamp)>,
     /// Bit `i` set: point `i` saw the session.
     pub points_seen: u8,
-    /// Worker clock when the session last saw a packet (orders the idle list).
+    /// Worker clock when the session last saw a packet.
     pub(crate) activity: Timestamp,
+    /// Worker clock when the session was (re)queued on its timer list; non-decreasing
+    /// along the list (see [`crate::table`]).
+    pub(crate) queued: Timestamp,
     pub(crate) list: TimerList,
     pub(crate) prev: u32,
     pub(crate) next: u32,
@@ -148,6 +151,7 @@ impl Default for Session {
             close: None,
             points_seen: 0,
             activity: Timestamp::ZERO,
+            queued: Timestamp::ZERO,
             list: TimerList::None,
             prev: NIL,
             next: NIL,

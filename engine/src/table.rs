@@ -5,12 +5,18 @@
 //! all are taken, the caller evicts (see [`FlowTable::eviction_victim`]).
 //!
 //! Timers. Every open session has the same idle timeout and every closed one the same
-//! linger time, so each timer class is a FIFO: a session that becomes active (or
-//! closes) goes to the tail of its list, and the head is always the next to expire.
-//! That is a timer wheel with one slot per timeout class, exact and O(1) for insert,
-//! touch, expire and cancel, with no tick granularity to choose; and its head is
-//! exactly the least recently active session, which the eviction policy wants. The
-//! lists are intrusive (indices inside [`Session`]), so they never allocate.
+//! linger time, so each timer class is one FIFO list: a session joins the tail of its
+//! list when it opens (or closes), stamped with the time it was queued. A packet only
+//! writes the session's `activity` time: moving it to the tail on every packet would
+//! touch two neighbouring sessions at random addresses, two cache misses per packet.
+//! Expiry looks at the head: if the head was queued less than a timeout ago, nothing
+//! has expired; if it was active since, it gets a second chance and goes back to the
+//! tail; otherwise it expires. Each session is re-queued at most once per timeout, so
+//! insert, touch, expire and cancel are O(1) amortised, with no tick granularity to
+//! choose. A session is judged within one timeout of its exact expiry time, and only
+//! ever later, never earlier. The lists are intrusive (indices inside [`Session`]) and
+//! never allocate. Eviction takes the head of the same list, after the same second
+//! chance (the CLOCK approximation of least recently active).
 
 use hashbrown::HashTable;
 
@@ -132,22 +138,14 @@ impl FlowTable {
         )
     }
 
-    /// Marks activity: the session moves to the tail of its timer list, so that both
-    /// its idle timeout and, once closed, its linger time count from its last packet
-    /// (endpoints that ignore a forged RST keep a "closed" session alive).
+    /// Marks activity. A session not on a timer list joins the idle list.
     #[inline]
     pub fn touch(&mut self, slot: u32, now: Timestamp) {
         let s = &mut self.sessions[slot as usize];
         s.activity = now;
-        let list = match s.list {
-            TimerList::None => TimerList::Idle,
-            l => l,
-        };
-        if s.list == list && s.next == NIL {
-            return;
+        if s.list == TimerList::None {
+            self.push_tail(slot, TimerList::Idle, now);
         }
-        self.unlink(slot);
-        self.push_tail(slot, list);
     }
 
     /// Moves a session that just closed to the linger list, as of `now`.
@@ -157,28 +155,87 @@ impl FlowTable {
         }
         self.unlink(slot);
         self.sessions[slot as usize].activity = now;
-        self.push_tail(slot, TimerList::Linger);
+        self.push_tail(slot, TimerList::Linger, now);
     }
 
-    /// The oldest closed session whose linger time has passed at `now`.
-    pub fn expired_linger(&self, now: Timestamp, linger: Nanos) -> Option<u32> {
-        let h = self.linger.head;
-        (h != NIL && self.sessions[h as usize].activity.saturating_add(linger) <= now).then_some(h)
+    /// The oldest closed session with no packet for `linger` at `now`.
+    pub fn expired_linger(&mut self, now: Timestamp, linger: Nanos) -> Option<u32> {
+        self.expired(TimerList::Linger, now, linger)
     }
 
-    /// The least recently active open session, if idle for `idle` at `now`.
-    pub fn expired_idle(&self, now: Timestamp, idle: Nanos) -> Option<u32> {
-        let h = self.idle.head;
-        (h != NIL && self.sessions[h as usize].activity.saturating_add(idle) <= now).then_some(h)
+    /// An open session with no packet for `idle` at `now`.
+    pub fn expired_idle(&mut self, now: Timestamp, idle: Nanos) -> Option<u32> {
+        self.expired(TimerList::Idle, now, idle)
     }
 
-    /// Eviction policy when the table is full: the oldest closed session (it is only
-    /// waiting for its linger time; its verdict is already decided), else the least
-    /// recently active open session.
-    pub fn eviction_victim(&self) -> Option<u32> {
+    fn expired(&mut self, list: TimerList, now: Timestamp, timeout: Nanos) -> Option<u32> {
+        loop {
+            let h = self.head(list).head;
+            if h == NIL {
+                return None;
+            }
+            let s = &self.sessions[h as usize];
+            if s.queued.saturating_add(timeout) > now {
+                return None;
+            }
+            if s.activity.saturating_add(timeout) <= now {
+                return Some(h);
+            }
+            let activity = s.activity;
+            self.requeue(h, list, activity);
+        }
+    }
+
+    /// Eviction policy when the table is full: the oldest closed session (it only
+    /// waits for its linger time; its verdict is already decided), else the least
+    /// recently active open session, by second chance: heads active since they were
+    /// queued go back to the tail. No packet arrives during the search, so it ends
+    /// within one pass.
+    pub fn eviction_victim(&mut self) -> Option<u32> {
+        if self.linger.head != NIL {
+            return Some(self.linger.head);
+        }
+        for _ in 0..=self.live {
+            let h = self.idle.head;
+            if h == NIL {
+                return None;
+            }
+            let s = &self.sessions[h as usize];
+            if s.activity <= s.queued || s.next == NIL {
+                return Some(h);
+            }
+            let activity = s.activity;
+            self.requeue(h, TimerList::Idle, activity);
+        }
+        Some(self.idle.head)
+    }
+
+    /// Any live session (closed ones first), for draining the table at the end.
+    pub fn any(&self) -> Option<u32> {
         [self.linger.head, self.idle.head]
             .into_iter()
             .find(|&h| h != NIL)
+    }
+
+    /// Moves the head of `list` to its tail, queued as of `at` (or of the current
+    /// tail's time, if later: the list stays ordered by queue time).
+    fn requeue(&mut self, slot: u32, list: TimerList, at: Timestamp) {
+        let tail = self.head(list).tail;
+        let at = if tail == NIL {
+            at
+        } else {
+            at.max(self.sessions[tail as usize].queued)
+        };
+        self.unlink(slot);
+        self.push_tail(slot, list, at);
+    }
+
+    fn head(&self, list: TimerList) -> ListHead {
+        match list {
+            TimerList::Idle => self.idle,
+            TimerList::Linger => self.linger,
+            TimerList::None => ListHead::EMPTY,
+        }
     }
 
     /// Frees a slot: unlinks it from its timer list and from the index.
@@ -196,12 +253,7 @@ impl FlowTable {
         self.live -= 1;
     }
 
-    /// Any live session (closed ones first), for draining the table at the end.
-    pub fn any(&self) -> Option<u32> {
-        self.eviction_victim()
-    }
-
-    fn push_tail(&mut self, slot: u32, list: TimerList) {
+    fn push_tail(&mut self, slot: u32, list: TimerList, at: Timestamp) {
         let head = match list {
             TimerList::Idle => &mut self.idle,
             TimerList::Linger => &mut self.linger,
@@ -219,6 +271,7 @@ impl FlowTable {
         s.prev = old_tail;
         s.next = NIL;
         s.list = list;
+        s.queued = at;
     }
 
     fn unlink(&mut self, slot: u32) {

@@ -48,13 +48,28 @@ pub fn seq_le(a: u32, b: u32) -> bool {
 }
 
 /// What one end of a session sent, seen at one capture point.
+///
+/// `repr(C)` with the fields every packet updates first, so that a data segment
+/// touches one cache line of its direction (and the sequence fields of the other
+/// direction, for its ACK); the control-segment events follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
 pub struct DirState {
+    /// Highest sequence number sent plus one (`SND.NXT` as far as the capture knows).
+    next_seq: u32,
+    seq_known: bool,
+    pub ttl_min: u8,
+    pub ttl_max: u8,
+    pub timestamps: bool,
     pub packets: u32,
+    pub last_ip_id: Option<u16>,
     /// Frame bytes on the wire (original frame length).
     pub bytes: u64,
     /// TCP payload bytes on the wire (from the IP lengths).
     pub payload_bytes: u64,
+    pub last_ts: Timestamp,
+    /// Time of the first segment with payload, if any.
+    pub first_data_ts: Option<Timestamp>,
     /// First SYN (from the client) or SYN-ACK (from the server).
     pub syn: Option<SegEvent>,
     pub fin: Option<SegEvent>,
@@ -72,22 +87,12 @@ pub struct DirState {
     /// capture never saw: packets lost at the capture point.
     pub acked_unseen: u32,
     pub first_ts: Timestamp,
-    pub last_ts: Timestamp,
-    /// Time of the first segment with payload, if any.
-    pub first_data_ts: Option<Timestamp>,
-    /// TTL (or hop limit) of the first packet, and the range seen.
+    /// TTL (or hop limit) of the first packet (`ttl_min`, `ttl_max`: the range seen).
     pub ttl_first: u8,
-    pub ttl_min: u8,
-    pub ttl_max: u8,
-    pub last_ip_id: Option<u16>,
     /// MSS and window scale announced in the SYN.
     pub mss: u16,
     pub wscale: Option<u8>,
     pub sack_permitted: bool,
-    pub timestamps: bool,
-    /// Highest sequence number sent plus one (`SND.NXT` as far as the capture knows).
-    next_seq: u32,
-    seq_known: bool,
 }
 
 impl DirState {

@@ -299,3 +299,22 @@ impl Worker {
         out(record);
     }
 }
+
+#[cfg(test)]
+mod size_report {
+    /// Prints the sizes that set memory per session and bandwidth per packet
+    /// (`cargo test -p tapwatch-engine size_report -- --nocapture`).
+    #[test]
+    fn sizes() {
+        use std::mem::size_of;
+        println!(
+            "PacketMeta {} Packet {} Session {} PointState {} DirState {} Record {}",
+            size_of::<super::PacketMeta>(),
+            size_of::<crate::wire::Packet>(),
+            size_of::<crate::session::Session>(),
+            size_of::<crate::session::PointState>(),
+            size_of::<crate::tcp::DirState>(),
+            size_of::<crate::verdict::Record>()
+        );
+    }
+}

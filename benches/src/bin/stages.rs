@@ -1,0 +1,61 @@
+//! Cost of each stage of the replay path, single-threaded, on one capture file:
+//! read only, read + decode, + flow hash, + worker. Prints ns per packet for each, so
+//! that a slowdown can be pinned to a stage. Usage: `stages FILE`.
+
+use std::time::Instant;
+
+use engine::capture::CaptureReader;
+use engine::session::PointId;
+use engine::wire;
+use engine::worker::{PacketMeta, Worker, WorkerConfig};
+
+fn main() {
+    let path = std::env::args().nth(1).expect("usage: stages FILE");
+    let data = std::fs::read(&path).expect("read capture");
+    let frames = CaptureReader::new(&data).expect("capture").count() as f64;
+    let stage = |name: &str, f: &mut dyn FnMut() -> u64| {
+        let t = Instant::now();
+        let n = f();
+        let ns = t.elapsed().as_nanos() as f64 / frames;
+        println!(
+            "{name:<28} {ns:>7.1} ns/packet  {:>6.2} Mpps  ({n})",
+            1e3 / ns
+        );
+    };
+    stage("read", &mut || {
+        CaptureReader::new(&data)
+            .unwrap()
+            .flatten()
+            .map(|f| f.data.len() as u64)
+            .sum()
+    });
+    stage("read+decode", &mut || {
+        CaptureReader::new(&data)
+            .unwrap()
+            .flatten()
+            .filter(|f| wire::decode(f.link, f.data, f.wire_len).is_ok())
+            .count() as u64
+    });
+    stage("read+decode+hash", &mut || {
+        CaptureReader::new(&data)
+            .unwrap()
+            .flatten()
+            .filter_map(|f| {
+                wire::decode(f.link, f.data, f.wire_len)
+                    .ok()
+                    .map(|p| PacketMeta::new(f.ts, PointId(0), p))
+            })
+            .fold(0u64, |a, m| a ^ m.hash)
+    });
+    let mut worker = Worker::new(WorkerConfig::default());
+    let mut records = 0u64;
+    stage("read+decode+hash+worker", &mut || {
+        for f in CaptureReader::new(&data).unwrap().flatten() {
+            if let Ok(p) = wire::decode(f.link, f.data, f.wire_len) {
+                worker.process(&PacketMeta::new(f.ts, PointId(0), p), &mut |_| records += 1);
+            }
+        }
+        worker.finish(&mut |_| records += 1);
+        records
+    });
+}
