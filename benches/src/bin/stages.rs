@@ -49,13 +49,29 @@ fn main() {
     });
     let mut worker = Worker::new(WorkerConfig::default());
     let mut records = 0u64;
+    let mut kept = Vec::new();
     stage("read+decode+hash+worker", &mut || {
         for f in CaptureReader::new(&data).unwrap().flatten() {
             if let Ok(p) = wire::decode(f.link, f.data, f.wire_len) {
                 worker.process(&PacketMeta::new(f.ts, PointId(0), p), &mut |_| records += 1);
             }
         }
-        worker.finish(&mut |_| records += 1);
+        worker.finish(&mut |r| {
+            records += 1;
+            kept.push(r)
+        });
         records
     });
+    let names = vec!["bench".to_string()];
+    let mut out = Vec::with_capacity(1 << 30);
+    let t = Instant::now();
+    for r in &kept {
+        engine::json::write_record(&mut out, r, &names).unwrap();
+    }
+    let per = t.elapsed().as_nanos() as f64 / kept.len().max(1) as f64;
+    println!(
+        "json per record (of {:>6})   {per:>7.0} ns  {:.0} bytes/record",
+        kept.len(),
+        out.len() as f64 / kept.len().max(1) as f64
+    );
 }
