@@ -16,7 +16,8 @@ stream. Each session is matched with the tapwatch record(s) for the same endpoin
 roles, these facts are compared:
 
     packets, bytes (sum of frame.len), payload_bytes (sum of tcp.len), syn_count
-    (SYN without ACK from the client, SYN+ACK from the server), fin_count, rst_count,
+    (segments with SYN set and RST clear: normally the client's SYN and the server's
+    SYN-ACK), fin_count (FIN set, RST clear), rst_count,
     the first SYN / SYN-ACK, FIN and RST events (ts, raw seq, raw ack, ttl, ip_id,
     payload_len), the point totals (packets, bytes, which roles sent FIN / RST), the
     role decision, and that every packet lies within [ts_start, ts_end].
@@ -344,12 +345,15 @@ def dir_facts(sess: TSession, sender: Endpoint, role: str) -> DirFacts:
         d.payload_bytes += p.tcp_len
         if d.first_ttl is None:
             d.first_ttl = p.ttl
-        is_syn = p.syn and (not p.ack if role == "client" else p.ack)
+        # tapwatch's definition (engine/src/tcp.rs): any segment with SYN set and
+        # RST clear counts, whatever its ACK flag (a split handshake has a server
+        # SYN without ACK); an RST segment counts only as an RST.
+        is_syn = p.syn and not p.rst
         if is_syn:
             d.syn_count += 1
             if d.syn is None:
                 d.syn = p
-        if p.fin:
+        if p.fin and not p.rst:
             d.fin_count += 1
             if d.fin is None:
                 d.fin = p

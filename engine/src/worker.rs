@@ -305,6 +305,10 @@ mod size_report {
     /// Prints the sizes that set memory per session and bandwidth per packet
     /// (`cargo test -p tapwatch-engine size_report -- --nocapture`).
     #[test]
+    #[allow(
+        clippy::print_stdout,
+        reason = "a report for the reader, shown with --nocapture"
+    )]
     fn sizes() {
         use std::mem::size_of;
         println!(
