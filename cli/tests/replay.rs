@@ -333,3 +333,44 @@ fn eviction_is_counted_and_judged() {
     assert_eq!(stats["peak_sessions"], 2);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Every frame cut by a 94-byte snap length (Ethernet, IPv4 and the longest TCP
+/// header: headers only, as `tcpdump -s 94` writes): the same sessions, the same verdicts, the same TCP facts (payload bytes
+/// come from the IP lengths), and the cut is counted per point.
+#[test]
+fn snaplen_cut_frames_are_followed_as_far_as_they_go() {
+    use engine::capture::write::PcapWriter;
+    use engine::capture::CaptureReader;
+
+    let data = std::fs::read(root().join("tests/captures/demo.pcap")).unwrap();
+    let mut w = PcapWriter::new(Vec::new(), 1).unwrap();
+    let mut cut = 0;
+    for f in CaptureReader::new(&data).unwrap() {
+        let f = f.unwrap();
+        let keep = f.data.len().min(94);
+        cut += usize::from(keep < f.data.len());
+        w.write_frame(f.ts, &f.data[..keep], f.wire_len).unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("tapwatch-snap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("demo.pcap");
+    std::fs::write(&path, w.into_inner()).unwrap();
+    let full =
+        records(&replay(&[root().join("tests/captures/demo.pcap").to_str().unwrap()]).stdout);
+    let out = replay(&[path.to_str().unwrap()]);
+    let short = records(&out.stdout);
+    assert!(cut >= 5, "{cut} frames cut");
+    assert_eq!(full.len(), short.len());
+    let mut cut_seen = 0;
+    for (a, b) in full.iter().zip(&short) {
+        assert_eq!(a["verdict"], b["verdict"]);
+        assert_eq!(
+            a["points"]["demo"]["tcp"], b["points"]["demo"]["tcp"],
+            "TCP facts of {}",
+            a["client"]
+        );
+        cut_seen += b["points"]["demo"]["snaplen_cut"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(cut_seen, cut as u64, "every cut TCP frame counted");
+    std::fs::remove_dir_all(&dir).ok();
+}

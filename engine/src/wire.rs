@@ -640,6 +640,33 @@ mod tests {
     }
 
     #[test]
+    fn test_decode_ipv4_options() {
+        // IHL 6: one 4-byte option word (NOP NOP NOP EOL) before the TCP header.
+        let mut f = ETH_IPV4_SYN[..34].to_vec();
+        f[14] = 0x46;
+        f[16..18].copy_from_slice(&64u16.to_be_bytes());
+        f.extend_from_slice(&[1, 1, 1, 0]);
+        f.extend_from_slice(&ETH_IPV4_SYN[34..]);
+        let p = decode(LinkType::Ethernet, &f, f.len() as u32).unwrap();
+        assert_eq!((p.dst.port, p.seq, p.payload_len), (443, 1000, 0));
+        assert_eq!(p.options.mss, 1460);
+        assert_eq!(decode_slow(LinkType::Ethernet, &f, f.len() as u32), Ok(p));
+    }
+
+    #[test]
+    fn test_decode_ethernet_padding_and_tso_length() {
+        // A 54-byte ACK padded to the 60-byte Ethernet minimum: padding is not payload.
+        let mut f = ETH_IPV4_SYN[..34].to_vec();
+        f[16..18].copy_from_slice(&40u16.to_be_bytes());
+        f.extend_from_slice(&ETH_IPV4_SYN[34..46]);
+        f.extend_from_slice(&[0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend_from_slice(&[0; 6]);
+        let p = decode(LinkType::Ethernet, &f, f.len() as u32).unwrap();
+        assert_eq!((p.payload_len, p.payload_captured), (0, 0));
+        assert_eq!(decode_slow(LinkType::Ethernet, &f, f.len() as u32), Ok(p));
+    }
+
+    #[test]
     fn test_decode_vlan_qinq() {
         let mut f = ETH_IPV4_SYN[..12].to_vec();
         f.extend_from_slice(&[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0x0a]);
