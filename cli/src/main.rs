@@ -252,6 +252,11 @@ fn replay(args: ReplayArgs) -> Result<i32> {
         .or(flushed.err().map(|e| e.kind()))
     {
         if e == io::ErrorKind::BrokenPipe {
+            // The reader went away (`| head`): as for any Unix filter, not an error;
+            // but the summary counted verdicts the reader never took.
+            if !args.quiet {
+                eprintln!("tapwatch: the output was closed early (broken pipe): not every verdict was delivered");
+            }
             return Ok(0);
         }
         bail!(
