@@ -374,3 +374,145 @@ fn snaplen_cut_frames_are_followed_as_far_as_they_go() {
     assert_eq!(cut_seen, cut as u64, "every cut TCP frame counted");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Builds a one-file pcap from (time in seconds, client port, from client, flags)
+/// rows: flags is a string of S, A, F, R, P (P = 100 bytes of payload).
+fn build_capture(name: &str, rows: &[(f64, u16, bool, &str)]) -> std::path::PathBuf {
+    use engine::capture::write::PcapWriter;
+    use engine::time::Timestamp;
+    let mut w = PcapWriter::new(Vec::new(), 1).unwrap();
+    let mut seq = std::collections::HashMap::new();
+    for &(t, port, from_client, flags) in rows {
+        let (c, s) = ([198, 18, 0, 1], [198, 18, 1, 1]);
+        let (src, dst, sp, dp) = if from_client {
+            (c, s, port, 443)
+        } else {
+            (s, c, 443, port)
+        };
+        let isn = if from_client { 1000u32 } else { 9000 };
+        let next = seq.entry((port, from_client)).or_insert(isn);
+        // A SYN always carries the ISN (a retried SYN repeats it).
+        if flags.contains('S') {
+            *next = isn;
+        }
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, *next, 64_000);
+        let b = if flags.contains('S') { b.syn() } else { b };
+        let b = if flags.contains('A') { b.ack(1) } else { b };
+        let b = if flags.contains('F') { b.fin() } else { b };
+        let b = if flags.contains('R') { b.rst() } else { b };
+        let payload: &[u8] = if flags.contains('P') {
+            &[0x42; 100]
+        } else {
+            &[]
+        };
+        if !flags.contains('R') {
+            *next += payload.len() as u32
+                + u32::from(flags.contains('S'))
+                + u32::from(flags.contains('F'));
+        }
+        let mut frame = Vec::new();
+        b.write(&mut frame, payload).unwrap();
+        w.write_frame(Timestamp((t * 1e9) as u64), &frame, frame.len() as u32)
+            .unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("tapwatch-built-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, w.into_inner()).unwrap();
+    path
+}
+
+/// Idle timeouts are exact: a session whose last packet is 120 s or more before the
+/// end of the capture is a `timeout`, one just short of it is `incomplete_capture`,
+/// whatever the number of workers (the timer wheel only decides when, not what).
+#[test]
+fn idle_timeout_verdicts_are_exact_for_any_worker_count() {
+    let mut rows = vec![];
+    for (port, last) in [(40001u16, 1000.0), (40002, 1000.5), (40003, 999.0)] {
+        rows.push((last - 0.2, port, true, "S"));
+        rows.push((last - 0.1, port, false, "SA"));
+        rows.push((last, port, true, "AP"));
+    }
+    // Other sessions keep the capture going until 1120.2 s.
+    for i in 0..200u16 {
+        let t = 1000.0 + f64::from(i) * 0.6;
+        rows.push((t, 50_000 + i, true, "S"));
+        rows.push((t + 0.01, 50_000 + i, false, "SA"));
+    }
+    rows.push((1120.2, 60_000, true, "S"));
+    rows.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let path = build_capture("idle.pcap", &rows);
+    let mut outcomes = Vec::new();
+    for w in ["1", "2", "4"] {
+        let rs = records(&replay(&["--workers", w, path.to_str().unwrap()]).stdout);
+        let v = |port: u64| {
+            let r = rs.iter().find(|r| r["client"]["port"] == port).unwrap();
+            (
+                r["verdict"].as_str().unwrap().to_string(),
+                r["end_reason"].as_str().unwrap().to_string(),
+            )
+        };
+        assert_eq!(
+            v(40001),
+            ("timeout".into(), "idle_timeout".into()),
+            "{w} workers"
+        );
+        assert_eq!(
+            v(40003),
+            ("timeout".into(), "idle_timeout".into()),
+            "{w} workers"
+        );
+        assert_eq!(
+            v(40002),
+            ("incomplete_capture".into(), "end_of_input".into()),
+            "{w} workers"
+        );
+        outcomes.push(rs);
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(outcomes[0], outcomes[2]);
+}
+
+/// Two points whose clocks differ by 10 ms: the outside copy of a rejected SYN is
+/// seen (closed) before the inside copy arrives; still one session, seen at both.
+/// And a client retrying with the same SYN is one session, not one per SYN.
+#[test]
+fn skewed_points_and_syn_retries_stay_one_session() {
+    let inside = build_capture(
+        "inside.pcap",
+        &[(10.000, 40001, true, "S"), (10.001, 40001, false, "RA")],
+    );
+    let outside = build_capture(
+        "outside.pcap",
+        &[(9.990, 40001, true, "S"), (9.991, 40001, false, "RA")],
+    );
+    let rs = records(
+        &replay(&[
+            &format!("inside={}", inside.display()),
+            &format!("outside={}", outside.display()),
+        ])
+        .stdout,
+    );
+    assert_eq!(rs.len(), 1, "{rs:?}");
+    assert_eq!(rs[0]["verdict"], "rejected");
+    assert!(rs[0]["points"]["inside"].is_object() && rs[0]["points"]["outside"].is_object());
+
+    let retry = build_capture(
+        "retry.pcap",
+        &[
+            (1.0, 40002, true, "S"),
+            (1.05, 40002, false, "RA"),
+            (1.5, 40002, true, "S"),
+            (1.55, 40002, false, "RA"),
+        ],
+    );
+    let rs = records(&replay(&[retry.to_str().unwrap()]).stdout);
+    assert_eq!(
+        rs.len(),
+        1,
+        "a retried SYN with the same ISN is the same attempt"
+    );
+    assert_eq!(rs[0]["points"]["retry"]["tcp"]["client"]["syn_count"], 2);
+}

@@ -15,7 +15,7 @@
 use std::fmt;
 
 use pcap_parser::nom;
-use pcap_parser::pcapng::{parse_block_be, parse_block_le, parse_sectionheaderblock, Block};
+use pcap_parser::pcapng::parse_sectionheaderblock;
 use pcap_parser::{
     parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, parse_pcap_header, PcapError,
 };
@@ -114,6 +114,8 @@ pub struct CaptureReader<'a> {
     /// pcapng interfaces of the current section (allocated per IDB, not per packet).
     interfaces: Vec<Interface>,
     format: Format,
+    /// Timestamp of the last packet block (for Simple Packet Blocks, which have none).
+    last_ts: Timestamp,
 }
 
 impl<'a> CaptureReader<'a> {
@@ -130,6 +132,7 @@ impl<'a> CaptureReader<'a> {
                 state: State::PcapNg { big_endian: false },
                 interfaces: Vec::new(),
                 format: Format::PcapNg,
+                last_ts: Timestamp::ZERO,
             };
             r.read_section_header()?;
             return Ok(r);
@@ -154,6 +157,7 @@ impl<'a> CaptureReader<'a> {
             },
             interfaces: Vec::new(),
             format: Format::Pcap,
+            last_ts: Timestamp::ZERO,
         })
     }
 
@@ -162,7 +166,7 @@ impl<'a> CaptureReader<'a> {
     }
 
     /// Bytes consumed so far (for progress reporting).
-    pub fn position(&self) -> usize {
+    pub fn bytes_read(&self) -> usize {
         self.pos
     }
 
@@ -267,7 +271,7 @@ impl<'a> CaptureReader<'a> {
         }
     }
 
-    fn next_pcapng(&mut self, big_endian: bool) -> Option<Result<Frame<'a>, CaptureError>> {
+    fn next_pcapng(&mut self, mut big_endian: bool) -> Option<Result<Frame<'a>, CaptureError>> {
         loop {
             let input = &self.data[self.pos..];
             if input.is_empty() {
@@ -294,7 +298,11 @@ impl<'a> CaptureReader<'a> {
                     return self.fail(e);
                 }
                 // The new section may have another byte order.
-                return self.next();
+                match self.state {
+                    State::PcapNg { big_endian: be } => big_endian = be,
+                    _ => return None,
+                }
+                continue;
             }
             let block_len = u32_at(4) as usize;
             if block_len < 12 || block_len % 4 != 0 {
@@ -341,8 +349,9 @@ impl<'a> CaptureReader<'a> {
                             value: if_id as u64,
                         });
                     };
+                    self.last_ts = iface.timestamp(ts);
                     return Some(Ok(Frame {
-                        ts: iface.timestamp(ts),
+                        ts: self.last_ts,
                         link: iface.link,
                         data: &block[28..28 + caplen as usize],
                         wire_len: origlen,
@@ -351,6 +360,13 @@ impl<'a> CaptureReader<'a> {
                 }
                 // Simple Packet Block: type, len, origlen, data; interface 0, no timestamp.
                 0x0000_0003 => {
+                    if block_len < 16 {
+                        return self.fail(CaptureError::Corrupt {
+                            offset: block_pos,
+                            what: "simple packet block too short",
+                            value: block_len as u64,
+                        });
+                    }
                     let Some(iface) = self.interfaces.first().copied() else {
                         return self.fail(CaptureError::Corrupt {
                             offset: block_pos,
@@ -360,51 +376,96 @@ impl<'a> CaptureReader<'a> {
                     };
                     let origlen = u32_at(8);
                     let caplen = (origlen as usize).min(block_len - 16);
+                    // A Simple Packet Block has no timestamp: it takes the previous
+                    // packet's, so that it keeps its place when points are merged.
                     return Some(Ok(Frame {
-                        ts: Timestamp::ZERO,
+                        ts: self.last_ts,
                         link: iface.link,
                         data: &block[12..12 + caplen],
                         wire_len: origlen,
                         offset: block_pos + 12,
                     }));
                 }
-                // Interface Description Block.
-                0x0000_0001 => {
-                    let parsed = if big_endian {
-                        parse_block_be(block)
-                    } else {
-                        parse_block_le(block)
-                    };
-                    match parsed {
-                        Ok((_, Block::InterfaceDescription(idb))) => {
-                            let Some(units_per_sec) = idb.ts_resolution() else {
-                                return self.fail(CaptureError::Corrupt {
-                                    offset: block_pos,
-                                    what: "bad if_tsresol",
-                                    value: idb.if_tsresol.into(),
-                                });
-                            };
-                            self.interfaces.push(Interface {
-                                link: LinkType::from_linktype(idb.linktype.0 as u32),
-                                units_per_sec,
-                                offset_secs: idb.if_tsoffset,
-                            });
-                        }
-                        _ => {
-                            return self.fail(CaptureError::Corrupt {
-                                offset: block_pos,
-                                what: "bad interface description block",
-                                value: 0,
-                            })
-                        }
+                // Interface Description Block: link type, reserved, snap length, then
+                // options. Read here rather than with pcap-parser 0.17, which rejects
+                // every power-of-two if_tsresol (it tests the value with the 0x80
+                // flag still set) and reads if_tsoffset little-endian in big-endian
+                // sections.
+                0x0000_0001 => match parse_idb(block, big_endian) {
+                    Ok(iface) => self.interfaces.push(iface),
+                    Err((what, value)) => {
+                        return self.fail(CaptureError::Corrupt {
+                            offset: block_pos,
+                            what,
+                            value,
+                        })
                     }
-                }
+                },
                 // Statistics, name resolution, decryption secrets, custom, unknown: not
                 // packets; skipped by length.
                 _ => {}
             }
         }
     }
+}
+
+/// Reads an Interface Description Block (`block` is the whole block).
+fn parse_idb(block: &[u8], big_endian: bool) -> Result<Interface, (&'static str, u64)> {
+    let u16_at = |o: usize| {
+        let b = [block[o], block[o + 1]];
+        if big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        }
+    };
+    if block.len() < 20 {
+        return Err(("interface description block too short", block.len() as u64));
+    }
+    let link = LinkType::from_linktype(u32::from(u16_at(8)));
+    let (mut tsresol, mut tsoffset) = (6u8, 0i64);
+    // Options from byte 16 to the trailing length: code, length, value padded to 4.
+    let end = block.len() - 4;
+    let mut at = 16;
+    while at + 4 <= end {
+        let (code, len) = (u16_at(at), usize::from(u16_at(at + 2)));
+        let Some(value) = block
+            .get(at + 4..at + 4 + len)
+            .filter(|_| at + 4 + len <= end)
+        else {
+            return Err(("interface option runs past its block", at as u64));
+        };
+        match (code, len) {
+            (0, _) => break,
+            (9, 1) => tsresol = value[0],
+            (14, 8) => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(value);
+                tsoffset = if big_endian {
+                    i64::from_be_bytes(b)
+                } else {
+                    i64::from_le_bytes(b)
+                };
+            }
+            _ => {}
+        }
+        at += 4 + len.div_ceil(4) * 4;
+    }
+    // if_tsresol: 10^-n seconds, or 2^-n with the high bit set (pcapng spec, 4.2).
+    let exp = u32::from(tsresol & 0x7f);
+    let units_per_sec = if tsresol & 0x80 == 0 {
+        10u64.checked_pow(exp)
+    } else {
+        1u64.checked_shl(exp)
+    };
+    let Some(units_per_sec) = units_per_sec.filter(|u| *u > 0) else {
+        return Err(("bad if_tsresol", u64::from(tsresol)));
+    };
+    Ok(Interface {
+        link,
+        units_per_sec,
+        offset_secs: tsoffset,
+    })
 }
 
 impl Interface {
@@ -663,6 +724,112 @@ mod tests {
         assert_eq!(frames[2].data, b"fghij");
     }
 
+    /// An IDB with if_tsresol and if_tsoffset options, in either byte order.
+    fn idb(big: bool, tsresol: u8, tsoffset: i64) -> Vec<u8> {
+        let e16 = |v: u16| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut body = Vec::new();
+        body.extend_from_slice(&e16(1));
+        body.extend_from_slice(&e16(0));
+        body.extend_from_slice(&[0; 4]);
+        body.extend_from_slice(&e16(9));
+        body.extend_from_slice(&e16(1));
+        body.extend_from_slice(&[tsresol, 0, 0, 0]);
+        body.extend_from_slice(&e16(14));
+        body.extend_from_slice(&e16(8));
+        body.extend_from_slice(&if big {
+            tsoffset.to_be_bytes()
+        } else {
+            tsoffset.to_le_bytes()
+        });
+        body.extend_from_slice(&[0; 4]);
+        ng_block(big, 1, &body)
+    }
+
+    #[test]
+    fn test_pcapng_binary_tsresol_and_tsoffset_both_orders() {
+        for big in [false, true] {
+            let mut f = ng_section(big, None, &[]);
+            // Drop the section's own IDBs and stats block: keep only the SHB (28 bytes).
+            f.truncate(28);
+            f.extend(idb(big, 0x80 | 20, 1_700_000_000));
+            let e32 = |v: u32| {
+                if big {
+                    v.to_be_bytes()
+                } else {
+                    v.to_le_bytes()
+                }
+            };
+            let mut epb = Vec::new();
+            epb.extend_from_slice(&e32(0));
+            epb.extend_from_slice(&e32(0));
+            epb.extend_from_slice(&e32(1 << 19)); // half a second in 2^-20 units
+            epb.extend_from_slice(&e32(4));
+            epb.extend_from_slice(&e32(4));
+            epb.extend_from_slice(b"abcd");
+            f.extend(ng_block(big, 6, &epb));
+            let frames: Vec<_> = CaptureReader::new(&f)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(
+                frames[0].ts,
+                Timestamp(1_700_000_000_500_000_000),
+                "big endian: {big}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_pcapng_simple_packet_blocks() {
+        let mut f = ng_section(false, None, &[(0, 5_000_000, b"abc")]);
+        let mut spb = Vec::new();
+        spb.extend_from_slice(&3u32.to_le_bytes());
+        spb.extend_from_slice(b"xyz\0");
+        f.extend(ng_block(false, 3, &spb));
+        let frames: Vec<_> = CaptureReader::new(&f)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(frames[1].data, b"xyz");
+        assert_eq!(
+            frames[1].ts, frames[0].ts,
+            "an SPB takes the previous timestamp"
+        );
+        // A 12-byte SPB: no room for its original length.
+        let mut short = ng_section(false, None, &[]);
+        short.extend(ng_block(false, 3, &[]));
+        let res: Vec<_> = CaptureReader::new(&short).unwrap().collect();
+        assert!(matches!(
+            res.last(),
+            Some(Err(CaptureError::Corrupt {
+                what: "simple packet block too short",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn test_pcapng_many_sections_do_not_recurse() {
+        let one = ng_section(false, None, &[]);
+        let mut f = Vec::with_capacity(one.len() * 100_000);
+        for _ in 0..100_000 {
+            f.extend_from_slice(&one);
+        }
+        f.extend(ng_section(true, None, &[(0, 7, b"last")]));
+        let frames: Vec<_> = CaptureReader::new(&f)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].data, b"last");
+    }
+
     #[test]
     fn test_pcapng_bad_blocks() {
         let file = ng_section(false, None, &[(0, 1, b"abc")]);
@@ -679,7 +846,6 @@ mod tests {
         // Block length not a multiple of 4.
         let shb_len = 28;
         let idbs = 2 * 20;
-        bad_if.truncate(0);
         let mut odd = file.clone();
         odd[shb_len + idbs + 4] = 33;
         let res: Vec<_> = CaptureReader::new(&odd).unwrap().collect();

@@ -318,6 +318,12 @@ impl WorkerLoop {
         };
         loop {
             let Ok(batch) = rx.pop() else {
+                // The reader is gone without sending the last batch (it panicked):
+                // judge what we have and stop rather than wait forever.
+                if rx.is_abandoned() && rx.is_empty() {
+                    worker.finish(&mut emit);
+                    break;
+                }
                 waiter.wait();
                 continue;
             };
@@ -540,20 +546,26 @@ pub fn replay<E: Send>(
 struct Merge<'a> {
     readers: Vec<Option<CaptureReader<'a>>>,
     heads: Vec<Option<Frame<'a>>>,
+    /// Bytes consumed by readers that have finished (so `consumed` never goes back).
+    finished: u64,
 }
 
 impl<'a> Merge<'a> {
     fn new(mut readers: Vec<Option<CaptureReader<'a>>>) -> Self {
         let heads = vec![None; readers.len()];
         readers.shrink_to_fit();
-        Merge { readers, heads }
+        Merge {
+            readers,
+            heads,
+            finished: 0,
+        }
     }
 
     fn consumed(&self) -> u64 {
         self.readers
             .iter()
             .flatten()
-            .map(|r| r.position() as u64)
+            .map(|r| r.bytes_read() as u64)
             .sum()
     }
 
@@ -564,8 +576,16 @@ impl<'a> Merge<'a> {
                 if let Some(r) = self.readers[i].as_mut() {
                     match r.next() {
                         Some(Ok(f)) => self.heads[i] = Some(f),
-                        Some(Err(e)) => return Some((i, Err(e))),
-                        None => self.readers[i] = None,
+                        Some(Err(e)) => {
+                            // The reader stops after an error: count it as finished.
+                            self.finished += r.bytes_read() as u64;
+                            self.readers[i] = None;
+                            return Some((i, Err(e)));
+                        }
+                        None => {
+                            self.finished += r.bytes_read() as u64;
+                            self.readers[i] = None;
+                        }
                     }
                 }
             }

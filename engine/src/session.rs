@@ -107,7 +107,7 @@ pub enum TimerList {
     None,
     /// Open: expires after the idle timeout without packets.
     Idle,
-    /// Closed: judged when the linger time after the close has passed.
+    /// Closed: judged when the linger time after its last packet has passed.
     Linger,
 }
 
@@ -131,9 +131,8 @@ pub struct Session {
     pub points_seen: u8,
     /// Worker clock when the session last saw a packet.
     pub(crate) activity: Timestamp,
-    /// Worker clock when the session was (re)queued on its timer list; non-decreasing
-    /// along the list (see [`crate::table`]).
-    pub(crate) queued: Timestamp,
+    /// The timer-wheel slot it is filed under (see [`crate::table`]).
+    pub(crate) slot: u32,
     pub(crate) list: TimerList,
     pub(crate) prev: u32,
     pub(crate) next: u32,
@@ -151,7 +150,7 @@ impl Default for Session {
             close: None,
             points_seen: 0,
             activity: Timestamp::ZERO,
-            queued: Timestamp::ZERO,
+            slot: NIL,
             list: TimerList::None,
             prev: NIL,
             next: NIL,
@@ -162,9 +161,10 @@ impl Default for Session {
 impl Session {
     /// A new session whose first packet, from `side`, is `p`.
     pub fn new(key: FlowKey, hash: u64, ts: Timestamp, side: Side, p: &Packet) -> Session {
-        let (client, roles) = if p.flags.syn() && !p.flags.ack() {
+        let syn = p.flags.syn() && !p.flags.rst();
+        let (client, roles) = if syn && !p.flags.ack() {
             (side, RoleSource::Syn)
-        } else if p.flags.syn() && p.flags.ack() {
+        } else if syn && p.flags.ack() {
             (side.other(), RoleSource::SynAck)
         } else {
             (guess_client(&key, side), RoleSource::Ports)

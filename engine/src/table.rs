@@ -4,19 +4,21 @@
 //! Memory is bounded by `capacity`: slots are reserved up front and never grow; when
 //! all are taken, the caller evicts (see [`FlowTable::eviction_victim`]).
 //!
-//! Timers. Every open session has the same idle timeout and every closed one the same
-//! linger time, so each timer class is one FIFO list: a session joins the tail of its
-//! list when it opens (or closes), stamped with the time it was queued. A packet only
-//! writes the session's `activity` time: moving it to the tail on every packet would
-//! touch two neighbouring sessions at random addresses, two cache misses per packet.
-//! Expiry looks at the head: if the head was queued less than a timeout ago, nothing
-//! has expired; if it was active since, it gets a second chance and goes back to the
-//! tail; otherwise it expires. Each session is re-queued at most once per timeout, so
-//! insert, touch, expire and cancel are O(1) amortised, with no tick granularity to
-//! choose. A session is judged within one timeout of its exact expiry time, and only
-//! ever later, never earlier. The lists are intrusive (indices inside [`Session`]) and
-//! never allocate. Eviction takes the head of the same list, after the same second
-//! chance (the CLOCK approximation of least recently active).
+//! Timers: two hashed timer wheels, one for the idle timeout of open sessions and one
+//! for the linger time of closed ones, each with [`SLOTS`] slots of `timeout / 128`.
+//! A session is filed under the slot of its expiry time (`activity + timeout`). A
+//! packet only writes the session's `activity`: re-filing on every packet would touch
+//! two neighbouring sessions at random addresses (two cache misses per packet). When
+//! the wheel's cursor reaches a slot, each session in it either expires (no packet
+//! for the timeout) or is re-filed under its new expiry time. Insert, touch, expire
+//! and cancel are O(1) (amortised: a session is re-filed at most once per timeout);
+//! a session expires at most two slot widths (1/64 of the timeout) after its exact
+//! expiry time, never before. The worker makes the verdicts exact whatever the
+//! timing: a packet for a session already past its expiry ends that session first,
+//! and the end of the input applies the exact rule (worker.rs). Eviction takes the
+//! session with the earliest expiry time, which is the least recently active one
+//! (to a slot width). The lists are intrusive (indices inside [`Session`]) and never
+//! allocate.
 
 use hashbrown::HashTable;
 
@@ -37,6 +39,43 @@ impl ListHead {
     };
 }
 
+/// Slots per timer wheel: the wheel spans twice the timeout.
+pub const SLOTS: usize = 256;
+
+/// `Session::slot` of a session detached from its wheel while its slot is processed.
+const PENDING: u32 = u32::MAX - 1;
+
+/// A hashed timer wheel over capture time.
+#[derive(Debug)]
+struct Wheel {
+    slots: Vec<ListHead>,
+    /// Nanoseconds per slot.
+    width: u64,
+    timeout: u64,
+    /// Start of the next slot to visit; every slot before it has been visited.
+    cursor: u64,
+    /// Sessions of the slot being visited, detached from it.
+    pending: ListHead,
+}
+
+impl Wheel {
+    fn new(timeout: Nanos) -> Wheel {
+        let timeout = timeout.0.max(1);
+        Wheel {
+            slots: vec![ListHead::EMPTY; SLOTS],
+            width: (timeout / (SLOTS as u64 / 2)).max(1),
+            timeout,
+            cursor: 0,
+            pending: ListHead::EMPTY,
+        }
+    }
+
+    /// The slot for an expiry time (never one already visited).
+    fn slot_of(&self, due: u64) -> u32 {
+        ((due.max(self.cursor) / self.width) as usize % SLOTS) as u32
+    }
+}
+
 /// Sessions of one worker, bounded, with idle and linger timers.
 #[derive(Debug)]
 pub struct FlowTable {
@@ -46,15 +85,15 @@ pub struct FlowTable {
     npoints: usize,
     capacity: usize,
     free: Vec<u32>,
-    idle: ListHead,
-    linger: ListHead,
+    idle: Wheel,
+    linger: Wheel,
     live: usize,
 }
 
 impl FlowTable {
     /// A table for at most `capacity` sessions, each followed at `npoints` points.
     /// Reserves everything now: slots are filled lazily, without reallocation.
-    pub fn new(capacity: usize, npoints: usize) -> FlowTable {
+    pub fn new(capacity: usize, npoints: usize, idle: Nanos, linger: Nanos) -> FlowTable {
         let capacity = capacity.clamp(1, NIL as usize - 1);
         let npoints = npoints.max(1);
         FlowTable {
@@ -64,8 +103,8 @@ impl FlowTable {
             npoints,
             capacity,
             free: Vec::with_capacity(capacity),
-            idle: ListHead::EMPTY,
-            linger: ListHead::EMPTY,
+            idle: Wheel::new(idle),
+            linger: Wheel::new(linger),
             live: 0,
         }
     }
@@ -138,107 +177,129 @@ impl FlowTable {
         )
     }
 
-    /// Marks activity. A session not on a timer list joins the idle list.
+    /// Marks activity. A session not on a timer wheel joins the idle wheel.
     #[inline]
     pub fn touch(&mut self, slot: u32, now: Timestamp) {
         let s = &mut self.sessions[slot as usize];
         s.activity = now;
         if s.list == TimerList::None {
-            self.push_tail(slot, TimerList::Idle, now);
+            let due = now.0.saturating_add(self.idle.timeout);
+            self.file(slot, TimerList::Idle, due);
         }
     }
 
-    /// Moves a session that just closed to the linger list, as of `now`.
+    /// Moves a session that just closed to the linger wheel, as of `now`.
     pub fn start_linger(&mut self, slot: u32, now: Timestamp) {
         if self.sessions[slot as usize].list == TimerList::Linger {
             return;
         }
         self.unlink(slot);
         self.sessions[slot as usize].activity = now;
-        self.push_tail(slot, TimerList::Linger, now);
+        let due = now.0.saturating_add(self.linger.timeout);
+        self.file(slot, TimerList::Linger, due);
     }
 
-    /// The oldest closed session with no packet for `linger` at `now`.
-    pub fn expired_linger(&mut self, now: Timestamp, linger: Nanos) -> Option<u32> {
-        self.expired(TimerList::Linger, now, linger)
+    /// A closed session with no packet for the linger time at `now`.
+    pub fn expired_linger(&mut self, now: Timestamp) -> Option<u32> {
+        self.expired(TimerList::Linger, now)
     }
 
-    /// An open session with no packet for `idle` at `now`.
-    pub fn expired_idle(&mut self, now: Timestamp, idle: Nanos) -> Option<u32> {
-        self.expired(TimerList::Idle, now, idle)
+    /// An open session with no packet for the idle timeout at `now`.
+    pub fn expired_idle(&mut self, now: Timestamp) -> Option<u32> {
+        self.expired(TimerList::Idle, now)
     }
 
-    fn expired(&mut self, list: TimerList, now: Timestamp, timeout: Nanos) -> Option<u32> {
+    fn wheel(&mut self, list: TimerList) -> &mut Wheel {
+        match list {
+            TimerList::Linger => &mut self.linger,
+            _ => &mut self.idle,
+        }
+    }
+
+    fn expired(&mut self, list: TimerList, now: Timestamp) -> Option<u32> {
+        let now = now.0;
         loop {
-            let h = self.head(list).head;
-            if h == NIL {
+            let w = self.wheel(list);
+            let h = w.pending.head;
+            if h != NIL {
+                let timeout = w.timeout;
+                self.unlink(h);
+                let due = self.sessions[h as usize].activity.0.saturating_add(timeout);
+                if due <= now {
+                    return Some(h);
+                }
+                self.file(h, list, due);
+                continue;
+            }
+            if w.cursor.saturating_add(w.width) > now {
                 return None;
             }
-            let s = &self.sessions[h as usize];
-            if s.queued.saturating_add(timeout) > now {
-                return None;
+            // Far behind (a gap in the capture): skip whole turns of the wheel; every
+            // slot is still visited once before the cursor passes `now`.
+            let turn = w.width * SLOTS as u64;
+            if now - w.cursor >= 2 * turn {
+                w.cursor += ((now - w.cursor) / turn - 1) * turn;
             }
-            if s.activity.saturating_add(timeout) <= now {
-                return Some(h);
+            let idx = ((w.cursor / w.width) as usize) % SLOTS;
+            w.pending = std::mem::replace(&mut w.slots[idx], ListHead::EMPTY);
+            w.cursor += w.width;
+            let mut n = w.pending.head;
+            while n != NIL {
+                let s = &mut self.sessions[n as usize];
+                s.slot = PENDING;
+                n = s.next;
             }
-            let activity = s.activity;
-            self.requeue(h, list, activity);
         }
     }
 
-    /// Eviction policy when the table is full: the oldest closed session (it only
-    /// waits for its linger time; its verdict is already decided), else the least
-    /// recently active open session, by second chance: heads active since they were
-    /// queued go back to the tail. No packet arrives during the search, so it ends
-    /// within one pass.
+    /// Eviction policy when the table is full: the closed session closest to its
+    /// linger expiry (its verdict is already decided), else the open session with
+    /// the earliest idle expiry, which is the least recently active one. Sessions
+    /// found filed too early (active since) are re-filed on the way; no packet
+    /// arrives during the search, so it ends within one turn of the wheel.
     pub fn eviction_victim(&mut self) -> Option<u32> {
-        if self.linger.head != NIL {
-            return Some(self.linger.head);
+        if let Some(h) = self.earliest(TimerList::Linger) {
+            return Some(h);
         }
-        for _ in 0..=self.live {
-            let h = self.idle.head;
-            if h == NIL {
-                return None;
-            }
-            let s = &self.sessions[h as usize];
-            if s.activity <= s.queued || s.next == NIL {
+        let mut refiled = 0;
+        while let Some(h) = self.earliest(TimerList::Idle) {
+            let due = self.sessions[h as usize]
+                .activity
+                .0
+                .saturating_add(self.idle.timeout);
+            let filed = self.sessions[h as usize].slot;
+            if filed == self.idle.slot_of(due) || refiled > self.live {
                 return Some(h);
             }
-            let activity = s.activity;
-            self.requeue(h, TimerList::Idle, activity);
+            self.unlink(h);
+            self.file(h, TimerList::Idle, due);
+            refiled += 1;
         }
-        Some(self.idle.head)
+        None
+    }
+
+    /// The head of the first non-empty slot from the cursor on.
+    fn earliest(&self, list: TimerList) -> Option<u32> {
+        let w = match list {
+            TimerList::Linger => &self.linger,
+            _ => &self.idle,
+        };
+        if w.pending.head != NIL {
+            return Some(w.pending.head);
+        }
+        let start = (w.cursor / w.width) as usize;
+        (0..SLOTS)
+            .map(|i| w.slots[(start + i) % SLOTS].head)
+            .find(|&h| h != NIL)
     }
 
     /// Any live session (closed ones first), for draining the table at the end.
     pub fn any(&self) -> Option<u32> {
-        [self.linger.head, self.idle.head]
-            .into_iter()
-            .find(|&h| h != NIL)
+        self.earliest(TimerList::Linger)
+            .or_else(|| self.earliest(TimerList::Idle))
     }
 
-    /// Moves the head of `list` to its tail, queued as of `at` (or of the current
-    /// tail's time, if later: the list stays ordered by queue time).
-    fn requeue(&mut self, slot: u32, list: TimerList, at: Timestamp) {
-        let tail = self.head(list).tail;
-        let at = if tail == NIL {
-            at
-        } else {
-            at.max(self.sessions[tail as usize].queued)
-        };
-        self.unlink(slot);
-        self.push_tail(slot, list, at);
-    }
-
-    fn head(&self, list: TimerList) -> ListHead {
-        match list {
-            TimerList::Idle => self.idle,
-            TimerList::Linger => self.linger,
-            TimerList::None => ListHead::EMPTY,
-        }
-    }
-
-    /// Frees a slot: unlinks it from its timer list and from the index.
+    /// Frees a slot: unlinks it from its timer wheel and from the index.
     pub fn remove(&mut self, slot: u32) {
         self.unlink(slot);
         let s = &self.sessions[slot as usize];
@@ -253,36 +314,38 @@ impl FlowTable {
         self.live -= 1;
     }
 
-    fn push_tail(&mut self, slot: u32, list: TimerList, at: Timestamp) {
-        let head = match list {
-            TimerList::Idle => &mut self.idle,
-            TimerList::Linger => &mut self.linger,
-            TimerList::None => return,
-        };
+    /// Files a session under the wheel slot of its expiry time `due`.
+    fn file(&mut self, slot: u32, list: TimerList, due: u64) {
+        let w = self.wheel(list);
+        let idx = w.slot_of(due);
+        let head = &mut w.slots[idx as usize];
         let old_tail = head.tail;
         head.tail = slot;
         if old_tail == NIL {
             head.head = slot;
-        }
-        if old_tail != NIL {
+        } else {
             self.sessions[old_tail as usize].next = slot;
         }
         let s = &mut self.sessions[slot as usize];
         s.prev = old_tail;
         s.next = NIL;
         s.list = list;
-        s.queued = at;
+        s.slot = idx;
     }
 
     fn unlink(&mut self, slot: u32) {
-        let (prev, next, list) = {
+        let (prev, next, list, idx) = {
             let s = &self.sessions[slot as usize];
-            (s.prev, s.next, s.list)
+            (s.prev, s.next, s.list, s.slot)
         };
-        let head = match list {
-            TimerList::Idle => &mut self.idle,
-            TimerList::Linger => &mut self.linger,
-            TimerList::None => return,
+        if list == TimerList::None {
+            return;
+        }
+        let w = self.wheel(list);
+        let head = if idx == PENDING {
+            &mut w.pending
+        } else {
+            &mut w.slots[idx as usize]
         };
         if prev == NIL {
             head.head = next;
@@ -320,9 +383,15 @@ mod tests {
         }
     }
 
+    const S: u64 = 1_000_000_000;
+
+    fn table(cap: usize) -> FlowTable {
+        FlowTable::new(cap, 2, Nanos(128 * S), Nanos(128 * S / 64))
+    }
+
     #[test]
     fn test_insert_find_remove_reuse() {
-        let mut t = FlowTable::new(2, 2);
+        let mut t = table(2);
         let a = t.insert(sess(1), Timestamp(1)).unwrap();
         let b = t.insert(sess(2), Timestamp(2)).unwrap();
         assert!(t.insert(sess(3), Timestamp(3)).is_none(), "full");
@@ -338,40 +407,84 @@ mod tests {
         assert_eq!(t.len(), 2);
     }
 
+    /// Expiry follows the last activity, and is at most two slot widths late.
     #[test]
     fn test_idle_expiry_follows_activity() {
-        let mut t = FlowTable::new(8, 1);
-        let a = t.insert(sess(1), Timestamp(10)).unwrap();
-        let b = t.insert(sess(2), Timestamp(20)).unwrap();
-        t.touch(a, Timestamp(30));
-        let idle = Nanos(100);
-        assert_eq!(t.expired_idle(Timestamp(119), idle), None);
-        assert_eq!(t.expired_idle(Timestamp(120), idle), Some(b));
+        let mut t = table(8);
+        let a = t.insert(sess(1), Timestamp(10 * S)).unwrap();
+        let b = t.insert(sess(2), Timestamp(20 * S)).unwrap();
+        t.touch(a, Timestamp(30 * S));
+        let width = t.idle.width;
+        assert_eq!(
+            t.expired_idle(Timestamp(147 * S)),
+            None,
+            "nothing before 148 s"
+        );
+        let mut at = 148 * S;
+        while t.expired_idle(Timestamp(at)).is_none() {
+            at += width / 4;
+        }
+        assert!(
+            at <= 148 * S + 2 * width,
+            "b expired {} ns late",
+            at - 148 * S
+        );
         t.remove(b);
-        assert_eq!(t.expired_idle(Timestamp(129), idle), None);
-        assert_eq!(t.expired_idle(Timestamp(130), idle), Some(a));
+        assert_eq!(
+            t.expired_idle(Timestamp(157 * S)),
+            None,
+            "a was active at 30 s"
+        );
+        let mut at = 158 * S;
+        let got = loop {
+            if let Some(s) = t.expired_idle(Timestamp(at)) {
+                break s;
+            }
+            at += width / 4;
+        };
+        assert_eq!(got, a);
+        assert!(at <= 158 * S + 2 * width);
+    }
+
+    /// A long gap in capture time: every session still expires, once.
+    #[test]
+    fn test_expiry_after_a_long_gap() {
+        let mut t = table(64);
+        for p in 0..50 {
+            let s = t.insert(sess(p), Timestamp((p as u64) * S)).unwrap();
+            t.touch(s, Timestamp((p as u64 + 1) * S));
+        }
+        let mut seen = std::collections::HashSet::new();
+        while let Some(s) = t.expired_idle(Timestamp(1_000_000 * S)) {
+            assert!(seen.insert(s), "expired twice");
+            t.remove(s);
+        }
+        assert_eq!(seen.len(), 50);
+        assert!(t.is_empty());
     }
 
     #[test]
     fn test_linger_and_eviction_order() {
-        let mut t = FlowTable::new(8, 1);
-        let a = t.insert(sess(1), Timestamp(10)).unwrap();
-        let b = t.insert(sess(2), Timestamp(20)).unwrap();
-        assert_eq!(t.eviction_victim(), Some(a), "least recently active");
-        t.start_linger(b, Timestamp(25));
-        assert_eq!(t.eviction_victim(), Some(b), "closed sessions go first");
-        assert_eq!(t.expired_linger(Timestamp(35), Nanos(10)), Some(b));
-        t.touch(b, Timestamp(40));
+        let mut t = table(8);
+        let a = t.insert(sess(1), Timestamp(10 * S)).unwrap();
+        let b = t.insert(sess(2), Timestamp(20 * S)).unwrap();
+        let c = t.insert(sess(3), Timestamp(30 * S)).unwrap();
+        t.touch(a, Timestamp(40 * S));
         assert_eq!(
-            t.expired_linger(Timestamp(49), Nanos(10)),
+            t.eviction_victim(),
+            Some(b),
+            "least recently active (a was touched at 40 s)"
+        );
+        t.start_linger(c, Timestamp(45 * S));
+        assert_eq!(t.eviction_victim(), Some(c), "closed sessions go first");
+        t.touch(c, Timestamp(46 * S));
+        assert_eq!(
+            t.expired_linger(Timestamp(47 * S)),
             None,
             "linger counts from the last packet"
         );
-        assert_eq!(t.expired_linger(Timestamp(50), Nanos(10)), Some(b));
-        assert_eq!(
-            t.expired_idle(Timestamp(1000), Nanos(10)),
-            Some(a),
-            "closed ones leave the idle list"
-        );
+        assert_eq!(t.expired_linger(Timestamp(49 * S)), Some(c));
+        t.remove(c);
+        assert_eq!(t.any(), Some(b));
     }
 }

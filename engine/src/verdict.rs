@@ -324,8 +324,12 @@ pub fn classify(
 
     // Established (a SYN-ACK was seen). How did it end?
     let verdict = match close_of(s, points) {
-        Close::RstAfterFins { point, from } => {
-            ev.push(Evidence::BothFin { point });
+        Close::RstAfterFins {
+            point,
+            fin_point,
+            from,
+        } => {
+            ev.push(Evidence::BothFin { point: fin_point });
             ev.push(Evidence::RstAfterClose { point, from });
             Verdict::Ok
         }
@@ -368,9 +372,18 @@ pub fn classify(
 
 enum Close {
     Open,
-    Fins { point: PointId },
-    Rst { point: PointId, from: Role },
-    RstAfterFins { point: PointId, from: Role },
+    Fins {
+        point: PointId,
+    },
+    Rst {
+        point: PointId,
+        from: Role,
+    },
+    RstAfterFins {
+        point: PointId,
+        fin_point: PointId,
+        from: Role,
+    },
 }
 
 fn role_of_index(s: &Session, d: usize) -> Role {
@@ -400,8 +413,9 @@ fn close_of(s: &Session, points: &[PointState]) -> Close {
             (PointId(i as u8), last_fin)
         });
     match (rst, fins) {
-        (Some((point, e, d)), Some((_, fin_ts))) if fin_ts <= e.ts => Close::RstAfterFins {
+        (Some((point, e, d)), Some((fin_point, fin_ts))) if fin_ts <= e.ts => Close::RstAfterFins {
             point,
+            fin_point,
             from: role_of_index(s, d),
         },
         (Some((point, _, d)), _) => Close::Rst {

@@ -124,7 +124,7 @@ impl Worker {
     pub fn new(cfg: WorkerConfig) -> Worker {
         let points = cfg.points.clamp(1, MAX_POINTS);
         Worker {
-            table: FlowTable::new(cfg.max_sessions, points),
+            table: FlowTable::new(cfg.max_sessions, points, cfg.idle_timeout, cfg.linger),
             cfg: WorkerConfig { points, ..cfg },
             classify: ClassifyConfig {
                 idle_timeout: cfg.idle_timeout,
@@ -156,7 +156,16 @@ impl Worker {
         }
         self.stats.packets += 1;
         let point = usize::from(m.point.0).min(self.cfg.points - 1);
-        let slot = match self.table.find(m.hash, &m.key) {
+        let mut found = self.table.find(m.hash, &m.key);
+        if let Some(slot) = found {
+            // Past its exact expiry (the timer wheel may not have fired yet): it ends
+            // before this packet, so that verdicts never depend on timer timing.
+            if let Some(end) = self.expired_at(slot, m.ts) {
+                self.end(slot, end, out);
+                found = None;
+            }
+        }
+        let slot = match found {
             Some(slot) if self.starts_new_connection(slot, point, m) => {
                 let end = match self.table.session(slot).close {
                     Some((CloseKind::Rst, _)) => EndReason::Rst,
@@ -204,12 +213,26 @@ impl Worker {
             return;
         }
         self.now = now;
-        while let Some(slot) = self.table.expired_linger(now, self.cfg.linger) {
+        while let Some(slot) = self.table.expired_linger(now) {
             let end = self.close_reason(slot);
             self.end(slot, end, out);
         }
-        while let Some(slot) = self.table.expired_idle(now, self.cfg.idle_timeout) {
+        while let Some(slot) = self.table.expired_idle(now) {
             self.end(slot, EndReason::IdleTimeout, out);
+        }
+    }
+
+    /// How a session ends if it has had no packet for its timeout by `ts`: the exact
+    /// rule, whatever the timer wheel's granularity.
+    fn expired_at(&self, slot: u32, ts: Timestamp) -> Option<EndReason> {
+        let s = self.table.session(slot);
+        let last = s.activity.max(s.last_ts);
+        match s.close {
+            Some(_) if last.saturating_add(self.cfg.linger) <= ts => Some(self.close_reason(slot)),
+            None if last.saturating_add(self.cfg.idle_timeout) <= ts => {
+                Some(EndReason::IdleTimeout)
+            }
+            _ => None,
         }
     }
 
@@ -218,7 +241,9 @@ impl Worker {
         while let Some(slot) = self.table.any() {
             let end = match self.table.session(slot).close {
                 Some(_) => self.close_reason(slot),
-                None => EndReason::EndOfInput,
+                None => self
+                    .expired_at(slot, self.now)
+                    .unwrap_or(EndReason::EndOfInput),
             };
             self.end(slot, end, out);
         }
@@ -231,22 +256,28 @@ impl Worker {
         }
     }
 
-    /// A pure SYN on a known 4-tuple is a new connection when the old one closed, or
-    /// when its client's SYN at this point had another initial sequence number (at
-    /// the same point: middleboxes that randomise ISNs change them between points).
+    /// A pure SYN on a known 4-tuple starts a new connection when, at this point:
+    /// - the client's SYN was seen with another initial sequence number (compared at
+    ///   the same point only: middleboxes that randomise ISNs change them between
+    ///   points), or
+    /// - no SYN was seen but the session was seen closing (RST, or FIN both ways):
+    ///   a session that began before the capture has ended.
+    ///
+    /// A SYN with the same number is a retransmission (a refused client retrying),
+    /// and a point that has seen nothing yet (its clock behind the others') only
+    /// joins the session.
     fn starts_new_connection(&self, slot: u32, point: usize, m: &PacketMeta) -> bool {
         let f = m.pkt.flags;
         if !f.syn() || f.ack() || f.rst() {
             return false;
         }
         let s = self.table.session(slot);
-        if s.close.is_some() {
-            return true;
+        let pt = &self.table.points(slot)[point];
+        let mine = &pt.dirs[m.side.index()];
+        match mine.syn {
+            Some(e) => s.role_of(m.side) == Role::Client && e.seq != m.pkt.seq,
+            None => pt.seen() && (pt.rst_seen() || pt.both_fin()),
         }
-        s.role_of(m.side) == Role::Client
-            && self.table.points(slot)[point].dirs[m.side.index()]
-                .syn
-                .is_some_and(|e| e.seq != m.pkt.seq)
     }
 
     fn open(&mut self, m: &PacketMeta, out: &mut impl FnMut(Record)) -> u32 {
