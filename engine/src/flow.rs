@@ -129,7 +129,7 @@ const FIXED_STATE: foldhash::fast::FixedState =
 /// choice from either end would leave each worker's table with fewer distinct tags
 /// or buckets (measured: lookups 5x slower with 64 workers when the top bits chose).
 pub fn worker_for(hash: u64, n: usize) -> usize {
-    (((hash >> 16) & 0xffff_ffff) * n as u64 >> 32) as usize
+    ((((hash >> 16) & 0xffff_ffff) * n as u64) >> 32) as usize
 }
 
 #[cfg(test)]
