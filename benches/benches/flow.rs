@@ -3,7 +3,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use engine::session::PointId;
 use engine::table::FlowTable;
-use engine::time::Timestamp;
+use engine::time::{Nanos, Timestamp};
 use engine::wire::{self, LinkType};
 use engine::worker::{PacketMeta, Worker, WorkerConfig};
 use std::hint::black_box;
@@ -27,7 +27,7 @@ fn flow(c: &mut Criterion) {
     let syns = metas(SESSIONS, true);
     let data = metas(SESSIONS, false);
 
-    let mut table = FlowTable::new(SESSIONS as usize, 1);
+    let mut table = FlowTable::new(SESSIONS as usize, 1, Nanos::from_secs(120), Nanos::from_secs(2));
     for m in &syns {
         let s = engine::session::Session::new(m.key, m.hash, m.ts, m.side, &m.pkt);
         table.insert(s, m.ts).unwrap();
