@@ -27,7 +27,12 @@ fn flow(c: &mut Criterion) {
     let syns = metas(SESSIONS, true);
     let data = metas(SESSIONS, false);
 
-    let mut table = FlowTable::new(SESSIONS as usize, 1, Nanos::from_secs(120), Nanos::from_secs(2));
+    let mut table = FlowTable::new(
+        SESSIONS as usize,
+        1,
+        Nanos::from_secs(120),
+        Nanos::from_secs(2),
+    );
     for m in &syns {
         let s = engine::session::Session::new(m.key, m.hash, m.ts, m.side, &m.pkt);
         table.insert(s, m.ts).unwrap();

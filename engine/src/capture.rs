@@ -834,7 +834,7 @@ mod tests {
     fn test_pcapng_bad_blocks() {
         let file = ng_section(false, None, &[(0, 1, b"abc")]);
         // Packet for interface 7.
-        let mut bad_if = ng_section(false, None, &[(7, 1, b"abc")]);
+        let bad_if = ng_section(false, None, &[(7, 1, b"abc")]);
         let res: Vec<_> = CaptureReader::new(&bad_if).unwrap().collect();
         assert!(matches!(
             res.last(),
