@@ -154,7 +154,7 @@ impl Summary {
         }
         writeln!(
             out,
-            "  sessions: {} (at most {} at once)",
+            "  sessions: {} (peak held at once: {}, the sum of each worker's peak)",
             j["sessions"], j["peak_sessions"]
         )?;
         writeln!(out, "  verdicts: {}", nonzero(&j["verdicts"]))?;

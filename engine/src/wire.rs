@@ -105,6 +105,9 @@ pub struct TcpOptions {
     pub timestamps: Option<(u32, u32)>,
     /// The option list could not be read to its end.
     pub malformed: bool,
+    /// The snap length cut the frame inside the option list: the options read are
+    /// those captured.
+    pub truncated: bool,
 }
 
 /// The TCP facts of one frame: everything later layers read, nothing they do not.
@@ -331,7 +334,11 @@ fn to_packet(
         LaxNetSlice::Ipv4(ip) => {
             let h = ip.header();
             let payload = ip.payload();
-            let wire = if payload.incomplete {
+            let l3 = (h.slice().as_ptr() as usize).saturating_sub(frame_base);
+            let wire = if h.total_len() == 0 {
+                // TSO: see decode_fast.
+                (wire_len as usize).saturating_sub(l3 + h.slice().len())
+            } else if payload.incomplete {
                 usize::from(h.total_len()).saturating_sub(h.slice().len())
             } else {
                 payload.payload.len()
@@ -353,7 +360,11 @@ fn to_packet(
             if payload.fragmented {
                 return Err(Skip::IpFragment);
             }
-            let wire = if payload.incomplete {
+            let l3 = (h.slice().as_ptr() as usize).saturating_sub(frame_base);
+            let wire = if h.payload_length() == 0 {
+                // TSO: see decode_fast.
+                (wire_len as usize).saturating_sub(l3 + 40 + ip.extensions().slice().len())
+            } else if payload.incomplete {
                 usize::from(h.payload_length()).saturating_sub(ip.extensions().slice().len())
             } else {
                 payload.payload.len()
@@ -528,7 +539,12 @@ pub fn decode_fast(link: LinkType, frame: &[u8], wire_len: u32) -> Option<Packet
                 return None;
             }
             let ihl = usize::from(ip[0] & 0x0f) * 4;
-            let total = usize::from(be16(ip, 2));
+            let mut total = usize::from(be16(ip, 2));
+            // A total length of 0: the capturing host's NIC segments (TSO) and the
+            // kernel leaves it unset; the frame's own length tells.
+            if total == 0 {
+                total = (wire_len as usize).saturating_sub(at);
+            }
             // Fragments (MF set or an offset) and odd lengths go the slow way.
             if ihl < 20 || ip.len() < ihl || total < ihl || be16(ip, 6) & 0x3fff != 0 {
                 return None;
@@ -541,9 +557,11 @@ pub fn decode_fast(link: LinkType, frame: &[u8], wire_len: u32) -> Option<Packet
             if ip.len() < 40 || ip[0] >> 4 != 6 || ip[6] != 6 {
                 return None;
             }
-            let payload = usize::from(be16(ip, 4));
+            let mut payload = usize::from(be16(ip, 4));
             if payload == 0 {
-                return None;
+                // TSO as above (or a jumbogram, whose real length is in a hop-by-hop
+                // option: then the next header is not TCP and we are not here).
+                payload = (wire_len as usize).saturating_sub(at + 40);
             }
             let mut s = [0u8; 16];
             let mut d = [0u8; 16];
@@ -568,12 +586,19 @@ pub fn decode_fast(link: LinkType, frame: &[u8], wire_len: u32) -> Option<Packet
         return None;
     }
     let doff = usize::from(tcp[12] >> 4) * 4;
-    if doff < 20 || tcp.len() < doff || ip_payload_wire < doff {
+    let cap_len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    if doff < 20 || ip_payload_wire < doff {
         return None;
     }
+    // The snap length cut the options: follow the segment with what was captured
+    // (sequence numbers and flags are in the first 20 bytes). The slow path cannot.
+    let options_cut = tcp.len() < doff;
+    if options_cut && wire_len <= cap_len {
+        return None;
+    }
+    let doff_captured = doff.min(tcp.len());
     let payload_len = ip_payload_wire - doff;
-    let payload_captured = tcp.len() - doff;
-    let cap_len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    let payload_captured = tcp.len() - doff_captured;
     Some(Packet {
         src: Endpoint {
             port: be16(tcp, 0),
@@ -591,12 +616,15 @@ pub fn decode_fast(link: LinkType, frame: &[u8], wire_len: u32) -> Option<Packet
         ip_id,
         vlan,
         payload_len: payload_len as u32,
-        payload_offset: (l4 + doff) as u32,
+        payload_offset: (l4 + doff_captured) as u32,
         payload_captured: payload_captured as u32,
         wire_len: wire_len.max(cap_len),
         snaplen_cut: wire_len > cap_len,
         options: if doff > 20 {
-            read_options(&tcp[20..doff])
+            TcpOptions {
+                truncated: options_cut,
+                ..read_options(&tcp[20..doff_captured])
+            }
         } else {
             TcpOptions::default()
         },
@@ -664,6 +692,37 @@ mod tests {
         let p = decode(LinkType::Ethernet, &f, f.len() as u32).unwrap();
         assert_eq!((p.payload_len, p.payload_captured), (0, 0));
         assert_eq!(decode_slow(LinkType::Ethernet, &f, f.len() as u32), Ok(p));
+    }
+
+    #[test]
+    fn test_decode_tso_zero_length_with_snaplen_cut() {
+        // A 10,000-byte TSO segment captured on the sender: IPv4 total length 0,
+        // frame cut after the TCP header.
+        let mut f = ETH_IPV4_SYN.to_vec();
+        f[16..18].copy_from_slice(&[0, 0]);
+        f[47] = 0x10; // ACK, not SYN
+        let wire = (f.len() + 10_000) as u32;
+        let p = decode(LinkType::Ethernet, &f, wire).unwrap();
+        assert_eq!(p.payload_len, 10_000);
+        assert!(p.snaplen_cut);
+        assert_eq!(
+            decode_slow(LinkType::Ethernet, &f, wire).map(|p| p.payload_len),
+            Ok(10_000)
+        );
+    }
+
+    #[test]
+    fn test_decode_cut_inside_tcp_options() {
+        // Cut after 6 of the SYN's 20 option bytes: still a SYN with its numbers.
+        let f = &ETH_IPV4_SYN[..60];
+        let p = decode(LinkType::Ethernet, f, 74).unwrap();
+        assert!(p.flags.syn());
+        assert_eq!(p.seq, 1000);
+        assert_eq!(p.options.mss, 1460, "the MSS option was captured");
+        assert!(p.options.truncated);
+        assert_eq!((p.payload_len, p.payload_captured), (0, 0));
+        // Not cut by the snap length but shorter than its header: skipped.
+        assert_eq!(decode(LinkType::Ethernet, f, 60), Err(Skip::TruncatedTcp));
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub struct WorkerStats {
     pub linger_cut: u64,
     /// Packets that arrived with a timestamp older than the worker's clock.
     pub time_went_back: u64,
-    /// Most sessions held at once.
+    /// Most sessions held at once (summed over workers: the sum of their peaks).
     pub peak_sessions: u64,
 }
 

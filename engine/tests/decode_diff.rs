@@ -37,7 +37,18 @@ fn fast_and_etherparse_decoders_agree_on_every_shipped_frame() {
                 tcp += u64::from(slow.is_ok());
                 if let Some(f) = decode_fast(frame.link, frame.data, frame.wire_len) {
                     fast += 1;
-                    assert_eq!(slow, Ok(f), "{} frame {}", path.display(), i + 1);
+                    if f.options.truncated {
+                        // Only the fast path follows a header cut inside its options.
+                        assert_eq!(
+                            slow,
+                            Err(engine::wire::Skip::TruncatedTcp),
+                            "{} frame {}",
+                            path.display(),
+                            i + 1
+                        );
+                    } else {
+                        assert_eq!(slow, Ok(f), "{} frame {}", path.display(), i + 1);
+                    }
                 }
             }
         }
