@@ -49,11 +49,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-22T03:54:00.123456789Z`.
-    /// Written digit by digit into a stack buffer: the `time` crate's formatter cost
-    /// most of the 6.7 us that writing one verdict record took (BENCHMARKS.md).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-22T03:54:00.123456789Z`,
+    /// written digit by digit: the `time` crate's formatter cost most of the 6.7 us
+    /// that writing one verdict record took (BENCHMARKS.md).
+    pub fn rfc3339(&self) -> [u8; 30] {
         let secs = self.0 / 1_000_000_000;
         let nanos = (self.0 % 1_000_000_000) as u32;
         let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
@@ -73,8 +73,15 @@ impl fmt::Display for Timestamp {
         put(14, sod / 60 % 60, 2);
         put(17, sod % 60, 2);
         put(20, nanos, 9);
-        // Only ASCII digits and separators were written.
-        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+        buf
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// See [`Timestamp::rfc3339`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Only ASCII digits and separators are written.
+        f.write_str(std::str::from_utf8(&self.rfc3339()).map_err(|_| fmt::Error)?)
     }
 }
 
