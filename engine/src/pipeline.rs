@@ -599,3 +599,55 @@ impl<'a> Merge<'a> {
         self.heads[i].take().map(|f| (i, Ok(f)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Endpoint;
+    use crate::wire::{Packet, TcpFlags};
+
+    fn meta(i: u16) -> PacketMeta {
+        let pkt = Packet {
+            src: Endpoint::v4([198, 18, 0, 1], 10_000 + i),
+            dst: Endpoint::v4([198, 18, 1, 1], 443),
+            flags: TcpFlags(TcpFlags::SYN),
+            ..Packet::default()
+        };
+        PacketMeta::new(Timestamp(1), PointId(0), pkt)
+    }
+
+    /// With `Overflow::Drop`, a worker that does not keep up loses packets, and every
+    /// lost packet is counted; what was delivered plus what was dropped is all.
+    #[test]
+    fn test_drop_policy_counts_every_lost_packet() {
+        let cfg = PipelineConfig {
+            workers: 1,
+            batch: 4,
+            batches_in_flight: 2,
+            overflow: Overflow::Drop,
+            ..PipelineConfig::default()
+        };
+        let (mut dispatcher, mut loops) = build(&cfg);
+        let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
+        // The worker is not running yet: only the batches in flight can be filled.
+        for i in 0..100 {
+            dispatcher.push(meta(i));
+        }
+        let drops = dispatcher.drops;
+        assert!(drops > 0, "a stalled worker must cause drops");
+        let worker = loops.pop().unwrap();
+        let report = thread::scope(|s| {
+            let exporter = s.spawn(|| run_exporter::<()>(rings, |_| Ok(())));
+            let w = s.spawn(move || worker.run());
+            dispatcher.finish();
+            let r = w.join().unwrap();
+            exporter.join().unwrap();
+            r
+        });
+        assert_eq!(
+            report.stats.packets + drops,
+            100,
+            "delivered + dropped = pushed"
+        );
+    }
+}

@@ -6,6 +6,14 @@
 //! The worker's clock is the latest capture timestamp it has seen; it never reads a
 //! system clock. After the table's slots have been touched once, processing a packet
 //! does not allocate.
+//!
+//! Where TLS observation plugs in (issue 3): `process` is the one place that has a
+//! packet's session, point and direction together. A [`PacketMeta`] already carries
+//! where the TCP payload lies in its frame (`payload_offset`, `payload_captured`) and
+//! its length on the wire (`payload_len`), and a replay keeps every capture mapped
+//! for the whole run (the reader's [`crate::capture::Frame::offset`] locates the
+//! frame), so the TLS layer needs a frame reference in `PacketMeta` and a per-point,
+//! per-direction stream state beside [`crate::tcp::DirState`], fed in sequence order.
 
 use std::hash::{BuildHasher, Hasher};
 
