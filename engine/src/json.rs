@@ -139,13 +139,11 @@ fn dir(b: &mut Vec<u8>, d: &DirState) {
     o.uint("packets", d.packets);
     o.uint("bytes", d.bytes);
     o.uint("payload_bytes", d.payload_bytes);
-    opt_event(&mut o, "syn", &d.syn);
-    opt_event(&mut o, "fin", &d.fin);
-    opt_event(&mut o, "rst", &d.rst);
-    if d.rst_count > 1 {
-        if let Some(e) = &d.last_rst {
-            event(o.key("last_rst"), e);
-        }
+    opt_event(&mut o, "syn", &d.syn());
+    opt_event(&mut o, "fin", &d.fin());
+    opt_event(&mut o, "rst", &d.rst());
+    if let Some(e) = &d.last_rst() {
+        event(o.key("last_rst"), e);
     }
     o.uint("syn_count", d.syn_count);
     o.uint("fin_count", d.fin_count);
@@ -156,7 +154,7 @@ fn dir(b: &mut Vec<u8>, d: &DirState) {
     o.uint("ttl", d.ttl_first);
     o.uint("ttl_min", d.ttl_min);
     o.uint("ttl_max", d.ttl_max);
-    if d.syn.is_some() && d.mss != 0 {
+    if d.syn().is_some() && d.mss != 0 {
         o.uint("mss", d.mss);
     }
     if let Some(ws) = d.wscale {

@@ -80,7 +80,7 @@ impl PointState {
         self.dirs[0].rst_count > 0 || self.dirs[1].rst_count > 0
     }
     pub fn both_fin(&self) -> bool {
-        self.dirs[0].fin.is_some() && self.dirs[1].fin.is_some()
+        self.dirs[0].fin_count > 0 && self.dirs[1].fin_count > 0
     }
 
     /// Records a packet sent by `side`. Returns whether it was a retransmission.

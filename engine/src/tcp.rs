@@ -11,15 +11,17 @@
 use crate::time::Timestamp;
 use crate::wire::Packet;
 
-/// A control segment (SYN, FIN or RST) as seen on the wire.
+/// A control segment (SYN, FIN or RST) as seen on the wire. 24 bytes: four of them
+/// per direction and point set most of a session's memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SegEvent {
     pub ts: Timestamp,
     pub seq: u32,
     pub ack: u32,
-    pub ttl: u8,
     pub ip_id: Option<u16>,
-    pub payload_len: u32,
+    /// Payload length on the wire (saturating at 65,535).
+    pub payload_len: u16,
+    pub ttl: u8,
 }
 
 impl SegEvent {
@@ -30,7 +32,7 @@ impl SegEvent {
             ack: p.ack,
             ttl: p.ttl,
             ip_id: p.ip_id,
-            payload_len: p.payload_len,
+            payload_len: u16::try_from(p.payload_len).unwrap_or(u16::MAX),
         }
     }
 }
@@ -70,12 +72,13 @@ pub struct DirState {
     pub last_ts: Timestamp,
     /// Time of the first segment with payload, if any.
     pub first_data_ts: Option<Timestamp>,
-    /// First SYN (from the client) or SYN-ACK (from the server).
-    pub syn: Option<SegEvent>,
-    pub fin: Option<SegEvent>,
-    pub rst: Option<SegEvent>,
-    /// Last RST, when there were several (a forger often sends a burst).
-    pub last_rst: Option<SegEvent>,
+    /// The first SYN, FIN and RST, and the last RST: valid when the matching count
+    /// says one was seen (read them through [`DirState::syn`] and friends; an
+    /// `Option` each would cost 32 bytes per direction for what the counts know).
+    syn_ev: SegEvent,
+    fin_ev: SegEvent,
+    rst_ev: SegEvent,
+    last_rst_ev: SegEvent,
     pub syn_count: u16,
     pub fin_count: u16,
     pub rst_count: u16,
@@ -116,29 +119,33 @@ impl DirState {
 
         let f = p.flags;
         if f.rst() {
-            self.rst_count = self.rst_count.saturating_add(1);
             let ev = SegEvent::of(ts, p);
-            self.rst.get_or_insert(ev);
-            self.last_rst = Some(ev);
+            if self.rst_count == 0 {
+                self.rst_ev = ev;
+            }
+            self.last_rst_ev = ev;
+            self.rst_count = self.rst_count.saturating_add(1);
             // An RST occupies no sequence space; its payload (some stacks put a
             // diagnostic text there) is not stream data.
             return false;
         }
         if f.syn() {
-            self.syn_count = self.syn_count.saturating_add(1);
-            if self.syn.is_none() {
-                self.syn = Some(SegEvent::of(ts, p));
+            if self.syn_count == 0 {
+                self.syn_ev = SegEvent::of(ts, p);
                 self.mss = p.options.mss;
                 self.wscale = p.options.wscale;
                 self.sack_permitted = p.options.sack_permitted;
             }
+            self.syn_count = self.syn_count.saturating_add(1);
         }
         if p.options.timestamps.is_some() {
             self.timestamps = true;
         }
         if f.fin() {
+            if self.fin_count == 0 {
+                self.fin_ev = SegEvent::of(ts, p);
+            }
             self.fin_count = self.fin_count.saturating_add(1);
-            self.fin.get_or_insert(SegEvent::of(ts, p));
         }
         if p.payload_len > 0 && self.first_data_ts.is_none() {
             self.first_data_ts = Some(ts);
@@ -190,6 +197,22 @@ impl DirState {
     pub fn seen(&self) -> bool {
         self.packets > 0
     }
+
+    /// The first SYN (from the client) or SYN-ACK (from the server): the first
+    /// segment with SYN set and RST clear.
+    pub fn syn(&self) -> Option<SegEvent> {
+        (self.syn_count > 0).then_some(self.syn_ev)
+    }
+    pub fn fin(&self) -> Option<SegEvent> {
+        (self.fin_count > 0).then_some(self.fin_ev)
+    }
+    pub fn rst(&self) -> Option<SegEvent> {
+        (self.rst_count > 0).then_some(self.rst_ev)
+    }
+    /// The last RST, when there were several (a forger often sends a burst).
+    pub fn last_rst(&self) -> Option<SegEvent> {
+        (self.rst_count > 1).then_some(self.last_rst_ev)
+    }
 }
 
 #[cfg(test)]
@@ -226,8 +249,8 @@ mod tests {
             &seg(111, 1, TcpFlags::ACK | TcpFlags::FIN, 0),
             false
         ));
-        assert_eq!(d.syn.unwrap().seq, 100);
-        assert_eq!(d.fin.unwrap().seq, 111);
+        assert_eq!(d.syn().unwrap().seq, 100);
+        assert_eq!(d.fin().unwrap().seq, 111);
         assert_eq!(d.packets, 3);
         assert_eq!(d.payload_bytes, 10);
         assert_eq!(d.retransmissions, 0);
@@ -269,8 +292,8 @@ mod tests {
         );
         d.on_send(Timestamp(3), &seg(1, 0, TcpFlags::ACK, 50), true);
         assert_eq!(d.rst_count, 2);
-        assert_eq!(d.rst.unwrap().ts, Timestamp(1));
-        assert_eq!(d.last_rst.unwrap().ts, Timestamp(2));
+        assert_eq!(d.rst().unwrap().ts, Timestamp(1));
+        assert_eq!(d.last_rst().unwrap().ts, Timestamp(2));
         assert_eq!(d.data_after_rst, 1);
     }
 

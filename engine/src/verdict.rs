@@ -277,8 +277,8 @@ pub fn classify(
     let mut ev = EvidenceList::default();
     let c = s.side_of(Role::Client).index();
     let sv = s.side_of(Role::Server).index();
-    let syn = first_event(points, |p, d| p.dirs[d].syn, c);
-    let synack = first_event(points, |p, d| p.dirs[d].syn, sv);
+    let syn = first_event(points, |p, d| p.dirs[d].syn(), c);
+    let synack = first_event(points, |p, d| p.dirs[d].syn(), sv);
 
     if syn.is_none() && synack.is_none() {
         ev.push(Evidence::MidStream);
@@ -286,7 +286,7 @@ pub fn classify(
         return (Verdict::IncompleteCapture, ev);
     }
     if synack.is_none() {
-        if let Some((point, _)) = first_event(points, |p, d| p.dirs[d].rst, sv) {
+        if let Some((point, _)) = first_event(points, |p, d| p.dirs[d].rst(), sv) {
             ev.push(Evidence::SynAnsweredByRst { point });
             return (Verdict::Rejected, ev);
         }
@@ -399,7 +399,7 @@ fn role_of_index(s: &Session, d: usize) -> Role {
 fn close_of(s: &Session, points: &[PointState]) -> Close {
     let rst = [0usize, 1]
         .into_iter()
-        .filter_map(|d| first_event(points, |p, d| p.dirs[d].rst, d).map(|(pt, e)| (pt, e, d)))
+        .filter_map(|d| first_event(points, |p, d| p.dirs[d].rst(), d).map(|(pt, e)| (pt, e, d)))
         .min_by_key(|(_, e, _)| e.ts);
     let fins = points
         .iter()
@@ -407,9 +407,9 @@ fn close_of(s: &Session, points: &[PointState]) -> Close {
         .find(|(_, p)| p.both_fin())
         .map(|(i, p)| {
             let last_fin = p.dirs[0]
-                .fin
+                .fin()
                 .map_or(Timestamp::ZERO, |f| f.ts)
-                .max(p.dirs[1].fin.map_or(Timestamp::ZERO, |f| f.ts));
+                .max(p.dirs[1].fin().map_or(Timestamp::ZERO, |f| f.ts));
             (PointId(i as u8), last_fin)
         });
     match (rst, fins) {
@@ -432,7 +432,7 @@ fn add_close_evidence(s: &Session, points: &[PointState], ev: &mut EvidenceList)
         Close::Rst { point, from } => {
             let p = &points[usize::from(point.0)];
             let d = s.side_of(from).index();
-            let rst_ts = p.dirs[d].rst.map_or(Timestamp::ZERO, |e| e.ts);
+            let rst_ts = p.dirs[d].rst().map_or(Timestamp::ZERO, |e| e.ts);
             let data_before = p
                 .dirs
                 .iter()
@@ -449,7 +449,7 @@ fn add_close_evidence(s: &Session, points: &[PointState], ev: &mut EvidenceList)
         Close::Open => {
             for (i, p) in points.iter().enumerate() {
                 for d in 0..2 {
-                    if p.dirs[d].fin.is_some() && p.dirs[1 - d].fin.is_none() {
+                    if p.dirs[d].fin().is_some() && p.dirs[1 - d].fin().is_none() {
                         ev.push(Evidence::HalfClosed {
                             point: PointId(i as u8),
                             from: role_of_index(s, d),

@@ -282,7 +282,7 @@ impl Worker {
         let s = self.table.session(slot);
         let pt = &self.table.points(slot)[point];
         let mine = &pt.dirs[m.side.index()];
-        match mine.syn {
+        match mine.syn() {
             Some(e) => s.role_of(m.side) == Role::Client && e.seq != m.pkt.seq,
             None => pt.seen() && (pt.rst_seen() || pt.both_fin()),
         }
