@@ -8,6 +8,7 @@
 //! - [`tcp`]: per-direction TCP observation;
 //! - [`session`] and [`table`]: sessions per capture point, the bounded flow table
 //!   and its timers;
+//! - [`tls`]: the TLS record layer of one direction (being built, issue 3);
 //! - [`verdict`]: classification of an ended session and the verdict record;
 //! - [`worker`]: the per-core state machine that ties the above together.
 //!
@@ -26,6 +27,7 @@ pub mod synth;
 pub mod table;
 pub mod tcp;
 pub mod time;
+pub mod tls;
 pub mod verdict;
 pub mod wire;
 pub mod worker;

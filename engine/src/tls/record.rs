@@ -1,0 +1,408 @@
+//! The TLS record layer of one direction (RFC 8446 section 5, RFC 5246 section 6.2):
+//! bytes in stream order in, [`Event`]s out.
+//!
+//! It frames records (a header may be split across chunks), reassembles handshake
+//! messages across records and chunks up to a bound (longer ones are counted and
+//! skipped, never buffered), reads plaintext alerts, and reports every record's
+//! header, so that encrypted records (TLS 1.3 alerts hidden in application data,
+//! TLS 1.2 alerts after ChangeCipherSpec) can be judged by their length. Once told
+//! that a direction is encrypted ([`RecordReader::set_encrypted`]), it reads record
+//! headers only. Content that is not TLS stops it at once ([`Event::NotTls`]).
+//!
+//! Guarantees: never panics on any input, memory bounded by the message bound given
+//! at creation, and the events do not depend on how the stream was cut into chunks
+//! (a property test checks this).
+
+/// Record content types (RFC 8446 section 5.1).
+pub mod content {
+    pub const CHANGE_CIPHER_SPEC: u8 = 20;
+    pub const ALERT: u8 = 21;
+    pub const HANDSHAKE: u8 = 22;
+    pub const APPLICATION_DATA: u8 = 23;
+    pub const HEARTBEAT: u8 = 24;
+}
+
+/// Largest record body RFC 8446 allows (2^14 + 256 for ciphertext), with slack for
+/// TLS 1.2 ciphertext expansion (2^14 + 2048, RFC 5246 6.2.3).
+pub const MAX_RECORD_BODY: u16 = 16_384 + 2_048;
+
+/// What the record layer shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A record header: every record, in order.
+    Record {
+        content_type: u8,
+        version: u16,
+        len: u16,
+    },
+    /// A complete plaintext handshake message (type and body, without its 4-byte
+    /// header), reassembled across records and chunks.
+    Handshake { msg_type: u8, body: &'a [u8] },
+    /// A handshake message longer than the bound: counted, skipped, not buffered.
+    HandshakeTooLong { msg_type: u8, len: u32 },
+    /// A plaintext alert (level 1 warning, 2 fatal; description per RFC 8446 6).
+    Alert { level: u8, description: u8 },
+    /// An alert record whose body is encrypted (after ChangeCipherSpec or in TLS
+    /// 1.3): only its length is known.
+    EncryptedAlert { len: u16 },
+    /// A ChangeCipherSpec record.
+    ChangeCipherSpec,
+    /// The bytes are not TLS (or the stream lost sync): nothing more is read.
+    NotTls,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Reading a record header (5 bytes, possibly across chunks).
+    Header,
+    /// Inside a record body: `left` bytes of it remain.
+    Body { content_type: u8, left: u16 },
+    /// Not TLS, or out of sync: ignore everything.
+    Stopped,
+}
+
+/// Follows the record layer of one direction.
+#[derive(Debug)]
+pub struct RecordReader {
+    state: State,
+    hdr: [u8; 5],
+    hdr_len: u8,
+    /// Alert body bytes (2) collected across chunks.
+    alert: [u8; 2],
+    alert_len: u8,
+    /// The handshake message being reassembled: header first, then the body.
+    msg: Vec<u8>,
+    /// Bytes of an over-long handshake message still to skip.
+    msg_skip: u32,
+    max_message: usize,
+    encrypted: bool,
+    records: u32,
+}
+
+impl RecordReader {
+    /// A reader that reassembles handshake messages of at most `max_message` bytes
+    /// (the buffer is reserved now: no allocation while reading).
+    pub fn new(max_message: usize) -> RecordReader {
+        RecordReader {
+            state: State::Header,
+            hdr: [0; 5],
+            hdr_len: 0,
+            alert: [0; 2],
+            alert_len: 0,
+            msg: Vec::with_capacity(max_message + 4),
+            msg_skip: 0,
+            max_message,
+            encrypted: false,
+            records: 0,
+        }
+    }
+
+    /// From now on this direction's handshake and alert bodies are encrypted (TLS 1.3
+    /// after ServerHello, TLS 1.2 after ChangeCipherSpec, which the reader notices
+    /// itself): only record headers are read.
+    pub fn set_encrypted(&mut self) {
+        self.encrypted = true;
+        self.msg.clear();
+        self.msg_skip = 0;
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// Records framed so far.
+    pub fn records(&self) -> u32 {
+        self.records
+    }
+
+    /// Reads the next bytes of the stream; `on` receives the events in order.
+    pub fn feed(&mut self, mut data: &[u8], on: &mut impl FnMut(Event<'_>)) {
+        while !data.is_empty() {
+            match self.state {
+                State::Stopped => return,
+                State::Header => {
+                    let take = (5 - usize::from(self.hdr_len)).min(data.len());
+                    self.hdr[usize::from(self.hdr_len)..usize::from(self.hdr_len) + take]
+                        .copy_from_slice(&data[..take]);
+                    self.hdr_len += take as u8;
+                    data = &data[take..];
+                    if self.hdr_len < 5 {
+                        return;
+                    }
+                    self.hdr_len = 0;
+                    let [content_type, major, minor, l0, l1] = self.hdr;
+                    let len = u16::from_be_bytes([l0, l1]);
+                    let plausible = (content::CHANGE_CIPHER_SPEC..=content::HEARTBEAT)
+                        .contains(&content_type)
+                        && major == 3
+                        && minor <= 4
+                        && len <= MAX_RECORD_BODY;
+                    if !plausible {
+                        self.state = State::Stopped;
+                        on(Event::NotTls);
+                        return;
+                    }
+                    self.records += 1;
+                    on(Event::Record {
+                        content_type,
+                        version: u16::from_be_bytes([major, minor]),
+                        len,
+                    });
+                    if content_type == content::CHANGE_CIPHER_SPEC {
+                        on(Event::ChangeCipherSpec);
+                    }
+                    if content_type == content::ALERT && (self.encrypted || len != 2) {
+                        on(Event::EncryptedAlert { len });
+                    }
+                    self.alert_len = 0;
+                    self.state = if len == 0 {
+                        State::Header
+                    } else {
+                        State::Body {
+                            content_type,
+                            left: len,
+                        }
+                    };
+                }
+                State::Body { content_type, left } => {
+                    let take = usize::from(left).min(data.len());
+                    let (body, rest) = data.split_at(take);
+                    data = rest;
+                    match content_type {
+                        content::HANDSHAKE if !self.encrypted => self.handshake_bytes(body, on),
+                        content::ALERT if !self.encrypted => {
+                            for &b in body {
+                                if usize::from(self.alert_len) < 2 {
+                                    self.alert[usize::from(self.alert_len)] = b;
+                                }
+                                self.alert_len = self.alert_len.saturating_add(1);
+                            }
+                            if self.alert_len == 2 && take == usize::from(left) {
+                                on(Event::Alert {
+                                    level: self.alert[0],
+                                    description: self.alert[1],
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                    let left = left - take as u16;
+                    if left == 0 {
+                        if content_type == content::CHANGE_CIPHER_SPEC {
+                            // Everything this direction sends next is encrypted.
+                            self.set_encrypted();
+                        }
+                        self.state = State::Header;
+                    } else {
+                        self.state = State::Body { content_type, left };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handshake record bytes: messages are type (1), length (3), body; they may span
+    /// records (RFC 8446 5.1), so the reassembly state lives across records.
+    fn handshake_bytes(&mut self, mut data: &[u8], on: &mut impl FnMut(Event<'_>)) {
+        while !data.is_empty() {
+            if self.msg_skip > 0 {
+                let take = (self.msg_skip as usize).min(data.len());
+                self.msg_skip -= take as u32;
+                data = &data[take..];
+                continue;
+            }
+            if self.msg.len() < 4 {
+                let take = (4 - self.msg.len()).min(data.len());
+                self.msg.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.msg.len() < 4 {
+                    return;
+                }
+                let len = u32::from_be_bytes([0, self.msg[1], self.msg[2], self.msg[3]]);
+                if len as usize > self.max_message {
+                    on(Event::HandshakeTooLong {
+                        msg_type: self.msg[0],
+                        len,
+                    });
+                    self.msg_skip = len;
+                    self.msg.clear();
+                    continue;
+                }
+            }
+            let want = u32::from_be_bytes([0, self.msg[1], self.msg[2], self.msg[3]]) as usize + 4;
+            let take = (want - self.msg.len()).min(data.len());
+            self.msg.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.msg.len() == want {
+                on(Event::Handshake {
+                    msg_type: self.msg[0],
+                    body: &self.msg[4..],
+                });
+                self.msg.clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects events as owned values, for comparison.
+    #[derive(Debug, PartialEq, Eq, Clone)]
+    enum Owned {
+        Record(u8, u16, u16),
+        Handshake(u8, Vec<u8>),
+        TooLong(u8, u32),
+        Alert(u8, u8),
+        EncryptedAlert(u16),
+        Ccs,
+        NotTls,
+    }
+
+    fn run(chunks: &[&[u8]], max: usize) -> Vec<Owned> {
+        let mut r = RecordReader::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            r.feed(c, &mut |e| {
+                out.push(match e {
+                    Event::Record {
+                        content_type,
+                        version,
+                        len,
+                    } => Owned::Record(content_type, version, len),
+                    Event::Handshake { msg_type, body } => {
+                        Owned::Handshake(msg_type, body.to_vec())
+                    }
+                    Event::HandshakeTooLong { msg_type, len } => Owned::TooLong(msg_type, len),
+                    Event::Alert { level, description } => Owned::Alert(level, description),
+                    Event::EncryptedAlert { len } => Owned::EncryptedAlert(len),
+                    Event::ChangeCipherSpec => Owned::Ccs,
+                    Event::NotTls => Owned::NotTls,
+                })
+            });
+        }
+        out
+    }
+
+    fn record(ct: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![ct, 3, 3];
+        v.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn message(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![ty];
+        v.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// A server flight: ServerHello and Certificate in one record, the Certificate
+    /// spilling into a second record; a fatal alert from the peer direction is not
+    /// here. Then ChangeCipherSpec, an encrypted Finished and an encrypted alert.
+    fn server_flight() -> Vec<u8> {
+        let sh = message(2, &[0x03, 0x03, 7, 7, 7]);
+        let cert = message(11, &[0xaa; 300]);
+        let mut hs = sh.clone();
+        hs.extend_from_slice(&cert);
+        let (a, b) = hs.split_at(200);
+        let mut s = record(22, a);
+        s.extend(record(22, b));
+        s.extend(record(20, &[1]));
+        s.extend(record(22, &[0x55; 40]));
+        s.extend(record(21, &[0x66; 26]));
+        s
+    }
+
+    #[test]
+    fn test_record_handshake_across_records() {
+        let ev = run(&[&server_flight()], 1024);
+        assert_eq!(ev[0], Owned::Record(22, 0x0303, 200));
+        assert_eq!(ev[1], Owned::Handshake(2, vec![0x03, 0x03, 7, 7, 7]));
+        assert_eq!(ev[2], Owned::Record(22, 0x0303, 113));
+        assert_eq!(ev[3], Owned::Handshake(11, vec![0xaa; 300]));
+        assert_eq!(ev[4], Owned::Record(20, 0x0303, 1));
+        assert_eq!(ev[5], Owned::Ccs);
+        assert_eq!(
+            ev[6],
+            Owned::Record(22, 0x0303, 40),
+            "encrypted Finished: header only"
+        );
+        assert_eq!(ev[7], Owned::Record(21, 0x0303, 26));
+        assert_eq!(ev[8], Owned::EncryptedAlert(26));
+        assert_eq!(ev.len(), 9);
+    }
+
+    #[test]
+    fn test_record_plaintext_alert_split_across_chunks() {
+        let a = record(21, &[2, 42]);
+        let ev = run(&[&a[..3], &a[3..6], &a[6..]], 1024);
+        assert_eq!(ev, vec![Owned::Record(21, 0x0303, 2), Owned::Alert(2, 42)]);
+    }
+
+    #[test]
+    fn test_record_handshake_too_long_is_skipped() {
+        let mut s = record(22, &message(11, &[0; 500]));
+        s.extend(record(22, &message(14, &[])));
+        let ev = run(&[&s], 100);
+        assert!(ev.contains(&Owned::TooLong(11, 500)));
+        assert!(
+            ev.contains(&Owned::Handshake(14, vec![])),
+            "the next message is read"
+        );
+    }
+
+    #[test]
+    fn test_record_not_tls_stops() {
+        let ev = run(
+            &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &record(21, &[2, 40])],
+            1024,
+        );
+        assert_eq!(ev, vec![Owned::NotTls]);
+        let ev = run(&[&[22, 3, 3, 0xff, 0xff]], 1024);
+        assert_eq!(ev, vec![Owned::NotTls], "a length no record can have");
+    }
+
+    #[test]
+    fn test_record_set_encrypted_reads_headers_only() {
+        let mut r = RecordReader::new(64);
+        let mut n = 0;
+        r.set_encrypted();
+        let mut s = record(22, &message(8, &[1, 2, 3]));
+        s.extend(record(21, &[0x11; 19]));
+        r.feed(&s, &mut |e| {
+            n += 1;
+            assert!(
+                matches!(e, Event::Record { .. } | Event::EncryptedAlert { len: 19 }),
+                "{e:?}"
+            );
+        });
+        assert_eq!(n, 3);
+    }
+
+    proptest::proptest! {
+        /// Cutting the stream into any chunks gives the same events.
+        #[test]
+        fn prop_any_segmentation_same_events(cuts in proptest::collection::vec(0usize..800, 0..12)) {
+            let mut stream = record(22, &message(1, &[0x42; 150]));
+            stream.extend(record(21, &[1, 0]));
+            stream.extend(server_flight());
+            let whole = run(&[&stream], 1024);
+            let mut cuts = cuts;
+            cuts.push(0);
+            cuts.push(stream.len());
+            cuts.sort();
+            let chunks: Vec<&[u8]> = cuts.windows(2).map(|w| &stream[w[0].min(stream.len())..w[1].min(stream.len())]).collect();
+            proptest::prop_assert_eq!(run(&chunks, 1024), whole);
+        }
+
+        /// Any bytes: never a panic, and at most one NotTls.
+        #[test]
+        fn prop_garbage_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let ev = run(&[&data], 64);
+            proptest::prop_assert!(ev.iter().filter(|e| **e == Owned::NotTls).count() <= 1);
+        }
+    }
+}
