@@ -1,8 +1,9 @@
 //! TLS observation (issue 3). Sans-IO: in-order stream bytes in, events out.
 //!
-//! [`record::RecordReader`] follows the record layer of one direction of one session.
-//! What is still to come: the in-order delivery of TCP payload from segments in any
-//! order (a bounded reassembler fed by the worker), message parsing with tls-parser,
+//! [`reassembly::Reassembler`] turns one direction's TCP segments, in any order, into
+//! its byte stream; [`record::RecordReader`] follows that stream's record layer. Still
+//! to come: feeding them from the worker, message parsing with tls-parser,
 //! fingerprints, and the verdicts (see docs/design/tls-observation.md).
 
+pub mod reassembly;
 pub mod record;
