@@ -80,8 +80,9 @@ pub struct RecordReader {
 }
 
 impl RecordReader {
-    /// A reader that reassembles handshake messages of at most `max_message` bytes
-    /// (the buffer is reserved now: no allocation while reading).
+    /// A reader that reassembles handshake messages of at most `max_message` bytes.
+    /// The buffer is reserved, once and whole, when the first handshake bytes arrive
+    /// (a session that never speaks TLS costs nothing; no allocation after that).
     pub fn new(max_message: usize) -> RecordReader {
         RecordReader {
             state: State::Header,
@@ -89,7 +90,7 @@ impl RecordReader {
             hdr_len: 0,
             alert: [0; 2],
             alert_len: 0,
-            msg: Vec::with_capacity(max_message + 4),
+            msg: Vec::new(),
             msg_skip: 0,
             max_message,
             encrypted: false,
@@ -210,6 +211,9 @@ impl RecordReader {
                 self.msg_skip -= take as u32;
                 data = &data[take..];
                 continue;
+            }
+            if self.msg.capacity() == 0 {
+                self.msg.reserve_exact(self.max_message + 4);
             }
             if self.msg.len() < 4 {
                 let take = (4 - self.msg.len()).min(data.len());
