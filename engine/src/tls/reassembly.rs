@@ -117,48 +117,30 @@ impl Reassembler {
         self.overflow_bytes += (data.len() - fits) as u64;
         let data = &data[..fits];
         let end = seq.wrapping_add(fits as u32);
-        // Merge with the ranges it touches; refuse a new range beyond the limit.
-        let mut start = seq;
-        let mut stop = end;
-        let mut kept = [(0u32, 0u32); MAX_RANGES];
-        let mut n = 0;
-        let mut inserted = false;
-        for &(s, e) in &self.ranges[..self.nranges] {
-            if seq_lt(e, start) {
-                kept[n] = (s, e);
-                n += 1;
-            } else if seq_lt(stop, s) {
-                if !inserted {
-                    if n == MAX_RANGES {
-                        self.overflow_bytes += data.len() as u64;
-                        return;
-                    }
-                    kept[n] = (start, stop);
-                    n += 1;
-                    inserted = true;
-                }
-                if n == MAX_RANGES {
-                    self.overflow_bytes += data.len() as u64;
-                    return;
-                }
-                kept[n] = (s, e);
-                n += 1;
-            } else {
-                // Overlaps or touches: absorb it.
-                if seq_lt(s, start) {
-                    start = s;
-                }
-                if seq_lt(stop, e) {
-                    stop = e;
-                }
+        // The new range, grown by every held range it overlaps or touches (held
+        // ranges are sorted and disjoint, so one pass in order finds them all).
+        let held = &self.ranges[..self.nranges];
+        let apart =
+            |(s, e): (u32, u32), (start, stop): (u32, u32)| seq_lt(e, start) || seq_lt(stop, s);
+        let (mut start, mut stop) = (seq, end);
+        for &(s, e) in held {
+            if !apart((s, e), (start, stop)) {
+                start = if seq_lt(s, start) { s } else { start };
+                stop = if seq_lt(stop, e) { e } else { stop };
             }
         }
-        if !inserted {
-            if n == MAX_RANGES {
-                self.overflow_bytes += data.len() as u64;
-                return;
-            }
-            kept[n] = (start, stop);
+        let untouched = held.iter().filter(|&&r| apart(r, (start, stop))).count();
+        if untouched + 1 > MAX_RANGES {
+            self.overflow_bytes += data.len() as u64;
+            return;
+        }
+        // The untouched ranges and the merged one, in order.
+        let mut kept = [(0u32, 0u32); MAX_RANGES];
+        let mut n = 0;
+        let before = held.iter().filter(|&&(_, e)| seq_lt(e, start));
+        let after = held.iter().filter(|&&(s, _)| seq_lt(stop, s));
+        for &r in before.chain(std::iter::once(&(start, stop))).chain(after) {
+            kept[n] = r;
             n += 1;
         }
         if self.ring.is_empty() {
