@@ -305,8 +305,8 @@ fn stats_match_records() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Sessions beyond --max-sessions are evicted (least recently active first), counted,
-/// and still get a verdict.
+/// Sessions beyond --max-sessions are evicted, counted, and still get a verdict (the
+/// eviction order is checked in engine/src/table.rs).
 #[test]
 fn eviction_is_counted_and_judged() {
     let dir = std::env::temp_dir().join(format!("tapwatch-evict-{}", std::process::id()));
