@@ -219,7 +219,18 @@ fn replay(args: ReplayArgs) -> Result<i32> {
         let report = pipeline::replay(
             &cfg,
             &sources,
-            |r| engine::json::write_record(&mut out, r, &names),
+            {
+                // One buffer for every record: the exporter allocates nothing per
+                // record beyond its evidence text.
+                let mut line = Vec::with_capacity(4096);
+                let out = &mut out;
+                let names = &names;
+                move |r| {
+                    line.clear();
+                    engine::json::record_to(&mut line, r, names);
+                    out.write_all(&line)
+                }
+            },
             &progress,
         );
         done.store(true, Ordering::Relaxed);
