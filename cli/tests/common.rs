@@ -94,3 +94,20 @@ pub fn schema_validator() -> jsonschema::Validator {
         .build(&schema)
         .expect("schema compiles")
 }
+
+/// A fresh scratch directory for one test (removed by the test when done).
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tapwatch-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create scratch directory");
+    dir
+}
+
+/// The demo capture recorded from real Linux stacks (tests/captures/README.md).
+pub fn demo() -> PathBuf {
+    root().join("tests/captures/demo.pcap")
+}
+
+/// The demo capture's records, as a reference for variants of it.
+pub fn demo_records() -> Vec<Value> {
+    records(&replay(&[demo().to_str().unwrap()]).stdout)
+}

@@ -203,11 +203,9 @@ fn two_points_merge_into_one_session() {
 /// ended before the cut keep their verdicts.
 #[test]
 fn truncated_capture_keeps_decided_verdicts() {
-    let data = std::fs::read(root().join("tests/captures/demo.pcap")).unwrap();
-    let full =
-        records(&replay(&[root().join("tests/captures/demo.pcap").to_str().unwrap()]).stdout);
-    let dir = std::env::temp_dir().join(format!("tapwatch-trunc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let data = std::fs::read(demo()).unwrap();
+    let full = demo_records();
+    let dir = scratch_dir("trunc");
     let cut_path = dir.join("demo.pcap");
     let mut saw_cut_short = false;
     for cut in (0..data.len()).step_by(37) {
@@ -275,8 +273,7 @@ fn not_a_capture_is_an_error() {
 /// The --stats file agrees with the records written.
 #[test]
 fn stats_match_records() {
-    let dir = std::env::temp_dir().join(format!("tapwatch-stats-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("stats");
     let stats_path = dir.join("stats.json");
     let cap = root().join("tests/corpus/zeek/ssl.v3.pcap");
     let out = replay(&[
@@ -309,8 +306,7 @@ fn stats_match_records() {
 /// eviction order is checked in engine/src/table.rs).
 #[test]
 fn eviction_is_counted_and_judged() {
-    let dir = std::env::temp_dir().join(format!("tapwatch-evict-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("evict");
     let stats_path = dir.join("stats.json");
     let cap = root().join("tests/corpus/arkime/tcp_handshake_synthetic.pcap");
     let all = records(&replay(&[cap.to_str().unwrap()]).stdout);
@@ -343,11 +339,9 @@ fn snaplen_cut_frames_are_followed_as_far_as_they_go() {
     use engine::capture::write::PcapWriter;
     use engine::capture::CaptureReader;
 
-    let data = std::fs::read(root().join("tests/captures/demo.pcap")).unwrap();
-    let full =
-        records(&replay(&[root().join("tests/captures/demo.pcap").to_str().unwrap()]).stdout);
-    let dir = std::env::temp_dir().join(format!("tapwatch-snap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let data = std::fs::read(demo()).unwrap();
+    let full = demo_records();
+    let dir = scratch_dir("snap");
     for snaplen in [94usize, 54] {
         let mut w = PcapWriter::new(Vec::new(), 1).unwrap();
         let mut cut = 0;
@@ -431,8 +425,7 @@ fn build_capture(name: &str, rows: &[(f64, u16, bool, &str)]) -> std::path::Path
         w.write_frame(Timestamp((t * 1e9) as u64), &frame, frame.len() as u32)
             .unwrap();
     }
-    let dir = std::env::temp_dir().join(format!("tapwatch-built-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("built");
     let path = dir.join(name);
     std::fs::write(&path, w.into_inner()).unwrap();
     path
