@@ -58,13 +58,13 @@ fn flow(c: &mut Criterion) {
                     ..WorkerConfig::default()
                 });
                 for m in &syns {
-                    w.process(m, &mut |_| {});
+                    w.process(m, &[], &mut |_| {});
                 }
                 w
             },
             |w| {
                 for m in &data {
-                    w.process(black_box(m), &mut |r| {
+                    w.process(black_box(m), &[], &mut |r| {
                         black_box(r);
                     });
                 }

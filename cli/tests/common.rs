@@ -63,6 +63,7 @@ pub fn all_captures() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in [
         "tests/captures",
+        "tests/captures/tls",
         "tests/corpus/zeek",
         "tests/corpus/suricata-verify",
         "tests/corpus/arkime",

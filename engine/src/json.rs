@@ -11,13 +11,18 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use crate::flow::Side;
 use crate::session::{PointId, PointState, Role};
 use crate::tcp::{DirState, SegEvent};
+use crate::time::Timestamp;
+use crate::tls::fingerprint::hex;
+use crate::tls::names::{alert_name, cipher_name, version_name, FixedStr};
+use crate::tls::observe::{DirFacts, TlsFacts};
 use crate::verdict::Record;
 
 /// Version of the record layout (the `schema` field). Bumped with every change of
 /// the fields, added ones included: docs/verdict.schema.json is strict per version.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A minimal JSON object writer over a byte buffer: keys are trusted literals.
 struct Obj<'a> {
@@ -63,6 +68,37 @@ impl<'a> Obj<'a> {
     }
     fn close(self) {
         self.buf.push(b'}');
+    }
+    fn bool(&mut self, k: &str, v: bool) {
+        self.raw(k, if v { "true" } else { "false" });
+    }
+    fn opt_ts(&mut self, k: &str, t: Option<Timestamp>) {
+        match t {
+            Some(t) => self.ts(k, t),
+            None => self.raw(k, "null"),
+        }
+    }
+    /// Bytes as lower-case hex.
+    fn hex(&mut self, k: &str, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(bytes) => {
+                let mut tmp = [0u8; 64];
+                let b = self.key(k);
+                b.push(b'"');
+                for chunk in bytes.chunks(32) {
+                    b.extend_from_slice(hex(chunk, &mut tmp).as_bytes());
+                }
+                b.push(b'"');
+            }
+            None => self.raw(k, "null"),
+        }
+    }
+    /// Text from the wire, escaped (invalid UTF-8 replaced).
+    fn text<const N: usize>(&mut self, k: &str, v: Option<&FixedStr<N>>) {
+        match v {
+            Some(v) => push_escaped(self.key(k), &String::from_utf8_lossy(v.as_bytes())),
+            None => self.raw(k, "null"),
+        }
     }
 }
 
@@ -180,7 +216,126 @@ fn roles(b: &mut Vec<u8>, r: &Record, p: &PointState, f: impl Fn(&DirState) -> b
     b.push(b']');
 }
 
-fn point(b: &mut Vec<u8>, r: &Record, p: &PointState) {
+fn role_of(r: &Record, f: &TlsFacts, side: Side) -> Role {
+    if side == f.client.unwrap_or(r.session.client) {
+        Role::Client
+    } else {
+        Role::Server
+    }
+}
+
+fn tls_dir(b: &mut Vec<u8>, d: &DirFacts) {
+    let mut o = Obj::open(b);
+    o.uint("records", d.records);
+    o.uint("app_records", d.app_records);
+    o.uint("app_bytes", d.app_bytes);
+    o.opt_ts("ccs_ts", d.ccs);
+    o.opt_ts("first_app_ts", d.first_app);
+    o.bool("not_tls", d.not_tls);
+    o.bool("gap", d.gap);
+    o.uint("overflow_bytes", d.overflow_bytes);
+    o.uint("skipped_messages", d.skipped_messages);
+    o.close();
+}
+
+/// The TLS facts of one point: DESIGN.md's fields in the point, details in `tls`.
+fn tls_fields(o: &mut Obj<'_>, r: &Record, f: &TlsFacts) {
+    match f.version() {
+        Some(v) => o.plain_str("tls_version", version_name(v)),
+        None => o.raw("tls_version", "null"),
+    }
+    o.plain_str("handshake", f.handshake.as_str());
+    {
+        let b = o.key("alerts");
+        b.push(b'[');
+        for (i, a) in f.alerts().iter().enumerate() {
+            if i > 0 {
+                b.push(b',');
+            }
+            let mut ao = Obj::open(b);
+            ao.plain_str("from", role_of(r, f, a.side).as_str());
+            ao.plain_str(
+                "level",
+                match a.level {
+                    1 => "warning",
+                    2 => "fatal",
+                    _ => "unknown",
+                },
+            );
+            match (a.encrypted, alert_name(a.description)) {
+                (false, Some(name)) => ao.plain_str("description", name),
+                (false, None) => ao.plain_str("description", a.description),
+                (true, _) => ao.plain_str("description", "unknown"),
+            }
+            ao.bool("encrypted", a.encrypted);
+            ao.bool("inferred", a.inferred);
+            ao.bool("after_data", a.after_data);
+            ao.uint("record_len", a.len);
+            ao.ts("ts", a.ts);
+            ao.close();
+        }
+        b.push(b']');
+    }
+    let leaf = f.server_cert.as_ref();
+    o.hex("leaf_cert_sha256", leaf.map(|c| &c.sha256[..]));
+    o.text(
+        "leaf_cert_issuer",
+        leaf.filter(|c| c.parsed).map(|c| &c.issuer),
+    );
+    let ch = f.client_hello.as_ref();
+    o.hex(
+        "client_random",
+        ch.filter(|ch| !ch.sslv2).map(|ch| &ch.random[..]),
+    );
+    match ch.and_then(|ch| ch.ja4.as_ref()) {
+        Some(ja4) => o.plain_str("ja4", String::from_utf8_lossy(ja4)),
+        None => o.raw("ja4", "null"),
+    }
+    let t = o.key("tls");
+    let mut t = Obj::open(t);
+    t.text("sni", ch.and_then(|ch| ch.sni.as_ref()));
+    t.text("alpn", ch.and_then(|ch| ch.alpn.as_ref()));
+    match ch {
+        Some(ch) => t.plain_str("client_version", version_name(ch.version)),
+        None => t.raw("client_version", "null"),
+    }
+    t.bool("sslv2_client_hello", ch.is_some_and(|ch| ch.sslv2));
+    t.uint("client_hellos", f.client_hellos);
+    t.hex("ja3", ch.and_then(|ch| ch.ja3.as_ref()).map(|j| &j[..]));
+    let sh = f.server_hello.filter(|sh| !sh.hello_retry);
+    match sh.map(|sh| (sh.cipher, cipher_name(sh.cipher))) {
+        Some((_, Some(name))) => t.plain_str("cipher", name),
+        Some((id, None)) => t.plain_str("cipher", format_args!("0x{id:04x}")),
+        None => t.raw("cipher", "null"),
+    }
+    t.hex("server_random", sh.as_ref().map(|sh| &sh.random[..]));
+    t.bool("hello_retry", f.hello_retry);
+    t.bool("downgrade", sh.is_some_and(|sh| sh.downgrade.is_some()));
+    t.text(
+        "leaf_cert_subject",
+        leaf.filter(|c| c.parsed).map(|c| &c.subject),
+    );
+    match leaf.and_then(|c| c.not_before) {
+        Some(v) => t.raw("leaf_cert_not_before", &v.to_string()),
+        None => t.raw("leaf_cert_not_before", "null"),
+    }
+    match leaf.and_then(|c| c.not_after) {
+        Some(v) => t.raw("leaf_cert_not_after", &v.to_string()),
+        None => t.raw("leaf_cert_not_after", "null"),
+    }
+    match leaf {
+        Some(c) => t.uint("cert_chain_len", c.chain_len),
+        None => t.raw("cert_chain_len", "null"),
+    }
+    t.bool("cert_request", f.cert_request);
+    t.plain_str("client_cert", f.client_cert.as_str());
+    let c = f.client.unwrap_or(r.session.client);
+    tls_dir(t.key("client"), &f.dirs[c.index()]);
+    tls_dir(t.key("server"), &f.dirs[c.other().index()]);
+    t.close();
+}
+
+fn point(b: &mut Vec<u8>, r: &Record, id: usize, p: &PointState) {
     let mut o = Obj::open(b);
     o.uint(
         "packets",
@@ -194,6 +349,9 @@ fn point(b: &mut Vec<u8>, r: &Record, p: &PointState) {
     }
     if p.snaplen_cut > 0 {
         o.uint("snaplen_cut", p.snaplen_cut);
+    }
+    if let Some(f) = r.tls.get(id).filter(|f| f.detected) {
+        tls_fields(&mut o, r, f);
     }
     let t = o.key("tcp");
     let mut tcp = Obj::open(t);
@@ -235,7 +393,15 @@ pub fn record_to(buf: &mut Vec<u8>, r: &Record, point_names: &[String]) {
     endpoint(o.key("client"), r.key.endpoint(r.session.client));
     endpoint(o.key("server"), r.key.endpoint(r.session.client.other()));
     o.plain_str("roles", r.session.roles.as_str());
+    let sni = r.tls[..usize::from(r.npoints)]
+        .iter()
+        .find_map(|f| f.client_hello.and_then(|ch| ch.sni));
+    o.text("sni", sni.as_ref());
     o.plain_str("verdict", r.verdict.as_str());
+    match r.pan_end_reason {
+        Some(p) => o.plain_str("pan_end_reason", p.as_str()),
+        None => o.raw("pan_end_reason", "null"),
+    }
     o.plain_str("end_reason", r.end.as_str());
     {
         let b = o.key("points");
@@ -248,7 +414,7 @@ pub fn record_to(buf: &mut Vec<u8>, r: &Record, point_names: &[String]) {
             first = false;
             push_escaped(b, &name(id));
             b.push(b':');
-            point(b, r, p);
+            point(b, r, usize::from(id.0), p);
         }
         b.push(b'}');
     }

@@ -285,8 +285,11 @@ impl WorkerLoop {
         self.records_rx.take().expect("records taken once")
     }
 
-    /// Runs until the last batch; returns the worker's counters.
-    pub fn run(mut self) -> WorkerReport {
+    /// Runs until the last batch; returns the worker's counters. `frames[i]` holds
+    /// the frames of point `i` (a replay's mapped capture), where each packet's
+    /// [`PacketMeta::frame`] locates its bytes; packets of a point beyond `frames`
+    /// are followed without payload.
+    pub fn run(mut self, frames: &[&[u8]]) -> WorkerReport {
         let mut waiter = Waiter::default();
         let Self {
             worker,
@@ -329,7 +332,8 @@ impl WorkerLoop {
             };
             waiter.reset();
             for m in &batch.packets {
-                worker.process(m, &mut emit);
+                let bytes = frames.get(usize::from(m.point.0)).copied().unwrap_or(&[]);
+                worker.process(m, m.payload(bytes), &mut emit);
             }
             worker.advance(batch.now, &mut emit);
             let last = batch.last;
@@ -341,7 +345,7 @@ impl WorkerLoop {
             }
         }
         WorkerReport {
-            stats: *self.worker.stats(),
+            stats: self.worker.stats(),
             record_waits: self.record_waits,
             records_dropped: self.records_dropped,
         }
@@ -448,6 +452,8 @@ pub fn replay<E: Send>(
     let mut errors = Vec::new();
     let mut first_ts = None;
     let mut last_ts = None;
+    let frames: Vec<&[u8]> = sources.iter().map(|s| s.data).collect();
+    let frames = &frames;
 
     thread::scope(|scope| {
         let exporter = thread::Builder::new()
@@ -460,7 +466,7 @@ pub fn replay<E: Send>(
             .map(|(i, l)| {
                 thread::Builder::new()
                     .name(format!("tw-worker-{i}"))
-                    .spawn_scoped(scope, move || l.run())
+                    .spawn_scoped(scope, move || l.run(frames))
                     .expect("spawn worker thread")
             })
             .collect();
@@ -491,7 +497,10 @@ pub fn replay<E: Send>(
                         Ok(pkt) => {
                             st.tcp += 1;
                             st.snaplen_cut += u64::from(pkt.snaplen_cut);
-                            dispatcher.push(PacketMeta::new(frame.ts, PointId(point as u8), pkt));
+                            dispatcher.push(
+                                PacketMeta::new(frame.ts, PointId(point as u8), pkt)
+                                    .at(frame.offset as u64),
+                            );
                         }
                         Err(skip) => st.skipped[skip.index()] += 1,
                     }
@@ -638,7 +647,7 @@ mod tests {
         let worker = loops.pop().unwrap();
         let report = thread::scope(|s| {
             let exporter = s.spawn(|| run_exporter::<()>(rings, |_| Ok(())));
-            let w = s.spawn(move || worker.run());
+            let w = s.spawn(move || worker.run(&[]));
             dispatcher.finish();
             let r = w.join().unwrap();
             exporter.join().unwrap();

@@ -111,6 +111,11 @@ pub enum TimerList {
     Linger,
 }
 
+/// [`Session::tls`]: no payload seen yet.
+pub const TLS_UNKNOWN: u32 = u32::MAX;
+/// [`Session::tls`]: not TLS (or no TLS state was free).
+pub const TLS_NONE: u32 = u32::MAX - 1;
+
 /// Sentinel for "no slot" in the intrusive timer lists.
 pub const NIL: u32 = u32::MAX;
 
@@ -129,6 +134,9 @@ pub struct Session {
     pub close: Option<(CloseKind, Timestamp)>,
     /// Bit `i` set: point `i` saw the session.
     pub points_seen: u8,
+    /// Its TLS state in the worker's TLS slab: an index, or [`TLS_UNKNOWN`] (no
+    /// payload yet) or [`TLS_NONE`] (the first payload was not TLS).
+    pub tls: u32,
     /// Worker clock when the session last saw a packet.
     pub(crate) activity: Timestamp,
     /// The timer-wheel slot it is filed under (see [`crate::table`]).
@@ -149,6 +157,7 @@ impl Default for Session {
             roles: RoleSource::Ports,
             close: None,
             points_seen: 0,
+            tls: TLS_UNKNOWN,
             activity: Timestamp::ZERO,
             slot: NIL,
             list: TimerList::None,

@@ -9,11 +9,19 @@ use crate::flow::FlowKey;
 use crate::session::{PointId, PointState, Role, Session, MAX_POINTS};
 use crate::tcp::SegEvent;
 use crate::time::{Nanos, Timestamp};
+use crate::tls::judge::{judge, Judgement, MinSizes, NoServerHello, TlsOutcome};
+use crate::tls::names::{alert_name, handshake_type_name};
+use crate::tls::observe::{ClientCert, TlsFacts};
 
-/// Why a session died (docs/verdicts.md). TCP-level values for now; TLS adds more.
+/// Why a session died (docs/verdicts.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Verdict {
     Ok,
+    ClientRejectedCertificate,
+    ClientAbandonedHandshake,
+    ServerRejectedClientCertificate,
+    HandshakeParameterMismatch,
+    NoServerHello,
     ResetByClient,
     ResetByServer,
     Rejected,
@@ -23,8 +31,13 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 12] = [
         Verdict::Ok,
+        Verdict::ClientRejectedCertificate,
+        Verdict::ClientAbandonedHandshake,
+        Verdict::ServerRejectedClientCertificate,
+        Verdict::HandshakeParameterMismatch,
+        Verdict::NoServerHello,
         Verdict::ResetByClient,
         Verdict::ResetByServer,
         Verdict::Rejected,
@@ -37,6 +50,11 @@ impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
+            Verdict::ClientRejectedCertificate => "client_rejected_certificate",
+            Verdict::ClientAbandonedHandshake => "client_abandoned_handshake",
+            Verdict::ServerRejectedClientCertificate => "server_rejected_client_certificate",
+            Verdict::HandshakeParameterMismatch => "handshake_parameter_mismatch",
+            Verdict::NoServerHello => "no_server_hello",
             Verdict::ResetByClient => "reset_by_client",
             Verdict::ResetByServer => "reset_by_server",
             Verdict::Rejected => "rejected",
@@ -47,6 +65,42 @@ impl Verdict {
     }
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// The session end reason a decrypting Palo Alto Networks firewall logs for the
+/// same pattern (docs/verdicts.md, `pan_end_reason`): a hint for reading its logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PanReason {
+    DecryptCertValidation,
+    DecryptUnsupportParam,
+    DecryptError,
+    TcpFin,
+    TcpRstFromClient,
+    TcpRstFromServer,
+    AgedOut,
+}
+
+impl PanReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PanReason::DecryptCertValidation => "decrypt-cert-validation",
+            PanReason::DecryptUnsupportParam => "decrypt-unsupport-param",
+            PanReason::DecryptError => "decrypt-error",
+            PanReason::TcpFin => "tcp-fin",
+            PanReason::TcpRstFromClient => "tcp-rst-from-client",
+            PanReason::TcpRstFromServer => "tcp-rst-from-server",
+            PanReason::AgedOut => "aged-out",
+        }
+    }
+
+    /// The reason for a fatal alert with this description.
+    pub fn for_alert(desc: u8) -> PanReason {
+        match desc {
+            41..=44 | 49 => PanReason::DecryptCertValidation,
+            10 | 40 | 110 => PanReason::DecryptUnsupportParam,
+            _ => PanReason::DecryptError,
+        }
     }
 }
 
@@ -141,6 +195,38 @@ pub enum Evidence {
     EndOfInput,
     /// A new connection reused the 4-tuple.
     PortReused,
+    /// The TLS alert that decided the verdict (or an inferred encrypted one).
+    TlsAlert {
+        point: PointId,
+        from: Role,
+        level: u8,
+        description: u8,
+        encrypted: bool,
+        inferred: bool,
+        len: u16,
+        /// The peer's last plaintext handshake message before it (0: none).
+        answers: u8,
+        /// The smallest Finished record of the negotiated cipher (inferred alerts).
+        min_finished: u16,
+    },
+    /// A ClientHello and no ServerHello.
+    NoServerHello {
+        point: PointId,
+        answer: NoServerHello,
+    },
+    /// The handshake completed and the client closed without sending data.
+    HandshakeNoData { point: PointId },
+    /// The server asked for a client certificate.
+    CertRequested {
+        point: PointId,
+        client_cert: ClientCert,
+        /// TLS 1.3: inferred from the client's flight.
+        inferred: bool,
+    },
+    /// An encrypted close (close_notify) came before the RST: an orderly end.
+    CloseBeforeRst { point: PointId, from: Role },
+    /// Part of a TLS stream was not captured before the handshake ended.
+    TlsGap { point: PointId, from: Role },
 }
 
 /// The evidence of one verdict: a bounded list.
@@ -213,6 +299,75 @@ impl Evidence {
             Evidence::Evicted => "evicted from a full flow table before it ended".into(),
             Evidence::EndOfInput => "the capture ended while the session was open".into(),
             Evidence::PortReused => "a new SYN reused the 4-tuple while the session was open".into(),
+            Evidence::TlsAlert { point: p, from, level, description, encrypted, inferred, len, answers, min_finished } => {
+                let peer = match from {
+                    Role::Client => "server",
+                    Role::Server => "client",
+                };
+                let after = if answers == 0 {
+                    String::new()
+                } else {
+                    format!(" after the {peer}'s {}", handshake_type_name(answers))
+                };
+                if inferred {
+                    let due = if from == Role::Client {
+                        format!("where its Finished (at least {min_finished} bytes) was due")
+                    } else {
+                        "where the handshake was due to go on".to_string()
+                    };
+                    format!(
+                        "{}: {} sent a {len}-byte encrypted record {due}: an encrypted alert (inferred)",
+                        point(p),
+                        from.as_str()
+                    )
+                } else if encrypted {
+                    format!("{}: {} encrypted alert ({len}-byte record){after}", point(p), from.as_str())
+                } else {
+                    let level = match level {
+                        1 => "warning",
+                        2 => "fatal",
+                        _ => "unknown-level",
+                    };
+                    let name = alert_name(description).map_or_else(|| format!("alert {description}"), str::to_string);
+                    format!("{}: {} {level} alert {name}{after}", point(p), from.as_str())
+                }
+            }
+            Evidence::NoServerHello { point: p, answer } => {
+                let what = match answer {
+                    NoServerHello::Fin => "the server closed (FIN)",
+                    NoServerHello::Rst => "the server reset the connection",
+                    NoServerHello::NotTls => "the server sent non-TLS data",
+                    NoServerHello::Silence => "the server sent nothing until the idle timeout",
+                    NoServerHello::ClientClosed => "the server sent nothing before the client closed",
+                };
+                format!("{}: ClientHello answered by no ServerHello: {what}", point(p))
+            }
+            Evidence::HandshakeNoData { point: p } => format!(
+                "{}: handshake complete, then the client closed without sending application data",
+                point(p)
+            ),
+            Evidence::CertRequested { point: p, client_cert, inferred } => {
+                if inferred {
+                    format!("{}: the client's encrypted flight carried a certificate message: the server asked for one", point(p))
+                } else {
+                    let c = match client_cert {
+                        ClientCert::None => "none",
+                        ClientCert::Empty => "an empty one",
+                        ClientCert::Sent => "one",
+                    };
+                    format!("{}: the server asked for a client certificate; the client sent {c}", point(p))
+                }
+            }
+            Evidence::CloseBeforeRst { point: p, from } => format!(
+                "{}: {} closed TLS (close_notify) before the RST: an orderly end",
+                point(p),
+                from.as_str()
+            ),
+            Evidence::TlsGap { point: p, from } => format!(
+                "{}: part of the {}'s TLS stream was not captured: not followed further",
+                point(p),
+                from.as_str()
+            ),
         }
     }
 }
@@ -230,8 +385,11 @@ pub struct Record {
     pub judged_at: Timestamp,
     pub verdict: Verdict,
     pub evidence: EvidenceList,
+    pub pan_end_reason: Option<PanReason>,
     pub npoints: u8,
     pub points: [PointState; MAX_POINTS],
+    /// What TLS showed at each point (`detected` false: nothing).
+    pub tls: [TlsFacts; MAX_POINTS],
 }
 
 impl Record {
@@ -470,4 +628,148 @@ fn add_close_evidence(s: &Session, points: &[PointState], ev: &mut EvidenceList)
             }
         }
     }
+}
+
+/// Refines a TCP verdict with what TLS showed at each point (`tls[i]` for point
+/// `i`; judging also fills in each point's handshake state and inferred alerts).
+/// TLS evidence goes first. Returns the verdict and the PAN-OS end-reason hint.
+pub fn classify_tls(
+    s: &Session,
+    points: &[PointState],
+    tls: &mut [TlsFacts],
+    ended_by_capture: bool,
+    tcp: Verdict,
+    tcp_evidence: &EvidenceList,
+) -> (Verdict, EvidenceList, Option<PanReason>) {
+    let mut ev = EvidenceList::default();
+    let mut verdict = tcp;
+    let mut decided: Option<(usize, Judgement)> = None;
+    let mut orderly: Option<(usize, Judgement)> = None;
+    let mut decisive_alert = None;
+    for (i, (f, p)) in tls.iter_mut().zip(points).enumerate() {
+        let j = judge(f, p, s.client, ended_by_capture);
+        if decisive_alert.is_none() {
+            decisive_alert = j.decisive.map(|a| (i, a));
+        }
+        if j.outcome.is_some() && decided.is_none() {
+            decided = Some((i, j));
+        }
+        if j.close_before_rst.is_some() && orderly.is_none() {
+            orderly = Some((i, j));
+        }
+    }
+    let role = |f: &TlsFacts, side: crate::flow::Side| {
+        if side == f.client.unwrap_or(s.client) {
+            Role::Client
+        } else {
+            Role::Server
+        }
+    };
+    if let Some((i, j)) = decided {
+        let f = &tls[i];
+        let point = PointId(i as u8);
+        verdict = match j.outcome {
+            Some(TlsOutcome::ClientRejectedCertificate) => Verdict::ClientRejectedCertificate,
+            Some(TlsOutcome::ServerRejectedClientCertificate) => {
+                Verdict::ServerRejectedClientCertificate
+            }
+            Some(TlsOutcome::HandshakeParameterMismatch) => Verdict::HandshakeParameterMismatch,
+            Some(TlsOutcome::NoServerHello(answer)) => {
+                ev.push(Evidence::NoServerHello { point, answer });
+                Verdict::NoServerHello
+            }
+            Some(TlsOutcome::ClientAbandonedHandshake) => {
+                ev.push(Evidence::HandshakeNoData { point });
+                Verdict::ClientAbandonedHandshake
+            }
+            None => tcp,
+        };
+        if let Some(a) = j.decisive {
+            let min_finished = f
+                .server_hello
+                .map_or(53, |sh| MinSizes::for_cipher(sh.cipher).finished);
+            ev.push(Evidence::TlsAlert {
+                point,
+                from: role(f, a.side),
+                level: a.level,
+                description: a.description,
+                encrypted: a.encrypted,
+                inferred: a.inferred,
+                len: a.len,
+                answers: a.answers,
+                min_finished,
+            });
+        }
+        if verdict == Verdict::ServerRejectedClientCertificate {
+            ev.push(Evidence::CertRequested {
+                point,
+                client_cert: f.client_cert,
+                inferred: f.is_tls13(),
+            });
+        }
+    } else if let (Some((i, j)), Verdict::ResetByClient | Verdict::ResetByServer) = (orderly, tcp) {
+        if let Some(side) = j.close_before_rst {
+            ev.push(Evidence::CloseBeforeRst {
+                point: PointId(i as u8),
+                from: role(&tls[i], side),
+            });
+            verdict = Verdict::Ok;
+        }
+    }
+    if verdict == tcp
+        || matches!(
+            verdict,
+            Verdict::NoServerHello | Verdict::ClientAbandonedHandshake
+        )
+    {
+        // A fatal alert that decided nothing is still worth showing.
+        if let (Some((i, a)), None) = (decisive_alert, decided.and_then(|(_, j)| j.decisive)) {
+            let f = &tls[i];
+            ev.push(Evidence::TlsAlert {
+                point: PointId(i as u8),
+                from: role(f, a.side),
+                level: a.level,
+                description: a.description,
+                encrypted: a.encrypted,
+                inferred: a.inferred,
+                len: a.len,
+                answers: a.answers,
+                min_finished: f
+                    .server_hello
+                    .map_or(53, |sh| MinSizes::for_cipher(sh.cipher).finished),
+            });
+        }
+    }
+    for (i, f) in tls.iter().enumerate() {
+        if f.handshake != crate::tls::observe::Handshake::Complete {
+            for side in [crate::flow::Side::Lo, crate::flow::Side::Hi] {
+                if f.dirs[side.index()].gap && f.client_hello.is_some() {
+                    ev.push(Evidence::TlsGap {
+                        point: PointId(i as u8),
+                        from: role(f, side),
+                    });
+                }
+            }
+        }
+    }
+    for e in tcp_evidence.iter() {
+        ev.push(*e);
+    }
+    let pan = match decisive_alert {
+        Some((_, a)) if !a.encrypted && a.level == 2 => Some(PanReason::for_alert(a.description)),
+        Some((_, a)) if a.encrypted && verdict != tcp => None,
+        _ => match close_of(s, points) {
+            Close::Rst {
+                from: Role::Client, ..
+            } => Some(PanReason::TcpRstFromClient),
+            Close::Rst {
+                from: Role::Server, ..
+            } => Some(PanReason::TcpRstFromServer),
+            Close::Open if verdict == Verdict::Timeout => Some(PanReason::AgedOut),
+            Close::Open if verdict == Verdict::NoServerHello => Some(PanReason::AgedOut),
+            Close::Open => None,
+            _ => Some(PanReason::TcpFin),
+        },
+    };
+    (verdict, ev, pan)
 }

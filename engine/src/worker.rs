@@ -18,10 +18,14 @@
 use std::hash::{BuildHasher, Hasher};
 
 use crate::flow::{FlowKey, Side};
-use crate::session::{CloseKind, PointId, PointState, Role, Session, MAX_POINTS};
+use crate::session::{
+    CloseKind, PointId, PointState, Role, Session, MAX_POINTS, TLS_NONE, TLS_UNKNOWN,
+};
 use crate::table::FlowTable;
 use crate::time::{Nanos, Timestamp};
-use crate::verdict::{classify, ClassifyConfig, EndReason, Record, Verdict};
+use crate::tls::observe::{looks_like_tls, Segment, TlsFacts};
+use crate::tls::{TlsConfig, TlsStats, TlsTable};
+use crate::verdict::{classify, classify_tls, ClassifyConfig, EndReason, Record, Verdict};
 use crate::wire::Packet;
 
 /// A decoded packet on its way to a worker: the wire facts plus where and when it
@@ -34,6 +38,9 @@ pub struct PacketMeta {
     pub key: FlowKey,
     /// Which end of `key` sent it.
     pub side: Side,
+    /// Offset of the frame in its capture (replay) or frame area (live): the TCP
+    /// payload lies at `frame + pkt.payload_offset`, `pkt.payload_captured` long.
+    pub frame: u64,
     pub pkt: Packet,
 }
 
@@ -46,8 +53,27 @@ impl PacketMeta {
             hash: key.flow_hash(),
             key,
             side,
+            frame: 0,
             pkt,
         }
+    }
+
+    /// The same packet, located at `offset` in its capture.
+    pub fn at(self, offset: u64) -> PacketMeta {
+        PacketMeta {
+            frame: offset,
+            ..self
+        }
+    }
+
+    /// Its TCP payload, as captured, out of the bytes `frames` that hold its frame
+    /// (empty if it has none, or if `frames` does not reach that far).
+    #[inline]
+    pub fn payload<'a>(&self, frames: &'a [u8]) -> &'a [u8] {
+        let start = self.frame as usize + self.pkt.payload_offset as usize;
+        frames
+            .get(start..start + self.pkt.payload_captured as usize)
+            .unwrap_or(&[])
     }
 }
 
@@ -65,6 +91,7 @@ pub struct WorkerConfig {
     pub linger: Nanos,
     /// See [`ClassifyConfig::syn_grace`].
     pub syn_grace: Nanos,
+    pub tls: TlsConfig,
 }
 
 impl Default for WorkerConfig {
@@ -75,6 +102,7 @@ impl Default for WorkerConfig {
             idle_timeout: Nanos::from_secs(120),
             linger: Nanos::from_secs(2),
             syn_grace: Nanos::from_secs(3),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -93,6 +121,7 @@ pub struct WorkerStats {
     pub time_went_back: u64,
     /// Most sessions held at once (summed over workers: the sum of their peaks).
     pub peak_sessions: u64,
+    pub tls: TlsStats,
 }
 
 impl WorkerStats {
@@ -109,6 +138,7 @@ impl WorkerStats {
         self.linger_cut += o.linger_cut;
         self.time_went_back += o.time_went_back;
         self.peak_sessions += o.peak_sessions;
+        self.tls.add(&o.tls);
     }
     pub fn evicted(&self) -> u64 {
         self.end_reasons[EndReason::Evicted.index()]
@@ -123,6 +153,7 @@ pub struct Worker {
     classify: ClassifyConfig,
     now: Timestamp,
     stats: WorkerStats,
+    tls: TlsTable,
 }
 
 const SESSION_ID_STATE: foldhash::fast::FixedState =
@@ -140,11 +171,15 @@ impl Worker {
             },
             now: Timestamp::ZERO,
             stats: WorkerStats::default(),
+            tls: TlsTable::new(cfg.tls, cfg.max_sessions, points),
         }
     }
 
-    pub fn stats(&self) -> &WorkerStats {
-        &self.stats
+    pub fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            tls: self.tls.stats,
+            ..self.stats
+        }
     }
 
     pub fn sessions(&self) -> usize {
@@ -156,8 +191,9 @@ impl Worker {
         self.now
     }
 
-    /// Follows one packet; emits the records of sessions that end on the way.
-    pub fn process(&mut self, m: &PacketMeta, out: &mut impl FnMut(Record)) {
+    /// Follows one packet, whose captured TCP payload is `payload`; emits the
+    /// records of sessions that end on the way.
+    pub fn process(&mut self, m: &PacketMeta, payload: &[u8], out: &mut impl FnMut(Record)) {
         self.advance(m.ts, out);
         if m.ts < self.now {
             self.stats.time_went_back += 1;
@@ -195,6 +231,30 @@ impl Worker {
         let pt = &mut pts[point];
         if pt.on_packet(m.ts, m.side, &m.pkt) {
             self.stats.retransmissions += 1;
+        }
+        if s.tls != TLS_NONE && (m.pkt.payload_len > 0 || s.tls != TLS_UNKNOWN) {
+            let d = &pt.dirs[m.side.index()];
+            let seg = Segment {
+                ts: m.ts,
+                side: m.side,
+                // A SYN's data (TCP Fast Open) starts after the SYN's own number.
+                seq: m.pkt.seq.wrapping_add(u32::from(m.pkt.flags.syn())),
+                payload,
+                wire_len: m.pkt.payload_len,
+                isn: d.syn().map(|e| e.seq),
+                acked_unseen: d.acked_unseen,
+            };
+            if s.tls == TLS_UNKNOWN {
+                s.tls = if looks_like_tls(payload, s.roles != crate::session::RoleSource::Syn) {
+                    self.tls.take()
+                } else {
+                    self.tls.stats.not_tls += 1;
+                    TLS_NONE
+                };
+            }
+            if s.tls != TLS_NONE {
+                self.tls.on_segment(s.tls, point, &seg);
+            }
         }
         if s.close.is_none() {
             let close = if m.pkt.flags.rst() {
@@ -313,9 +373,22 @@ impl Worker {
     fn end(&mut self, slot: u32, end: EndReason, out: &mut impl FnMut(Record)) {
         let s = *self.table.session(slot);
         let pts = self.table.points(slot);
-        let (verdict, evidence) = classify(&s, pts, end, self.now, &self.classify);
+        let (mut verdict, mut evidence) = classify(&s, pts, end, self.now, &self.classify);
         let mut points = [PointState::default(); MAX_POINTS];
         points[..pts.len()].copy_from_slice(pts);
+        let mut tls = [TlsFacts::default(); MAX_POINTS];
+        let mut ntls = 0;
+        if s.tls < TLS_NONE {
+            for (t, p) in tls.iter_mut().zip(self.tls.points_mut(s.tls)) {
+                *t = p.facts;
+            }
+            self.tls.put(s.tls);
+            ntls = pts.len();
+        }
+        let by_capture = matches!(end, EndReason::EndOfInput | EndReason::Evicted);
+        let (v, e, pan_end_reason) =
+            classify_tls(&s, pts, &mut tls[..ntls], by_capture, verdict, &evidence);
+        (verdict, evidence) = (v, e);
         let mut h = SESSION_ID_STATE.build_hasher();
         h.write(&s.key.lo.addr);
         h.write(&s.key.hi.addr);
@@ -329,8 +402,10 @@ impl Worker {
             judged_at: self.now,
             verdict,
             evidence,
+            pan_end_reason,
             npoints: pts.len() as u8,
             points,
+            tls,
         };
         self.stats.verdicts[verdict.index()] += 1;
         self.stats.end_reasons[end.index()] += 1;

@@ -99,9 +99,8 @@ fn run_sans_io(worker: &mut Worker, data: &[u8], records: &mut Vec<engine::verdi
     for frame in CaptureReader::new(data).unwrap() {
         let frame = frame.unwrap();
         let pkt = wire::decode(frame.link, frame.data, frame.wire_len).unwrap();
-        worker.process(&PacketMeta::new(frame.ts, PointId(0), pkt), &mut |r| {
-            records.push(r)
-        });
+        let m = PacketMeta::new(frame.ts, PointId(0), pkt).at(frame.offset as u64);
+        worker.process(&m, m.payload(data), &mut |r| records.push(r));
     }
 }
 
@@ -174,7 +173,7 @@ fn pipeline_does_not_allocate_after_warm_up() {
         });
         let workers: Vec<_> = loops
             .into_iter()
-            .map(|l| scope.spawn(move || l.run()))
+            .map(|l| scope.spawn(move || l.run(&[])))
             .collect();
         for m in &warm {
             dispatcher.push(*m);

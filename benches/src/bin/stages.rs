@@ -55,7 +55,8 @@ fn main() {
     stage("read+decode+hash+worker", &mut || {
         for f in CaptureReader::new(&data).unwrap().flatten() {
             if let Ok(p) = wire::decode(f.link, f.data, f.wire_len) {
-                worker.process(&PacketMeta::new(f.ts, PointId(0), p), &mut |_| records += 1);
+                let m = PacketMeta::new(f.ts, PointId(0), p).at(f.offset as u64);
+                worker.process(&m, m.payload(&data), &mut |_| records += 1);
             }
         }
         worker.finish(&mut |_| records += 1);
@@ -65,7 +66,8 @@ fn main() {
     let mut worker = Worker::new(WorkerConfig::default());
     for f in CaptureReader::new(&data).unwrap().flatten() {
         if let Ok(p) = wire::decode(f.link, f.data, f.wire_len) {
-            worker.process(&PacketMeta::new(f.ts, PointId(0), p), &mut |r| kept.push(r));
+            let m = PacketMeta::new(f.ts, PointId(0), p).at(f.offset as u64);
+            worker.process(&m, m.payload(&data), &mut |r| kept.push(r));
         }
     }
     worker.finish(&mut |r| kept.push(r));

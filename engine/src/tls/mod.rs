@@ -8,6 +8,141 @@
 pub mod cert;
 pub mod fingerprint;
 pub mod hello;
+pub mod judge;
 pub mod names;
+pub mod observe;
+pub mod pool;
 pub mod reassembly;
 pub mod record;
+
+use observe::TlsPoint;
+use pool::BufPool;
+
+/// TLS limits of one worker.
+#[derive(Clone, Copy, Debug)]
+pub struct TlsConfig {
+    /// Bytes of one buffer: the longest handshake message read, and how far ahead
+    /// of a hole out-of-order data is kept (`--tls-buffer`, 64 KiB).
+    pub buf_cap: usize,
+    /// Buffers per worker for each of the two uses (`--tls-buffers`). A buffer is
+    /// held only while a message is split or data waits for a hole.
+    pub buffers: usize,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            buf_cap: 64 * 1024,
+            buffers: 1024,
+        }
+    }
+}
+
+/// What a worker's TLS layer counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsStats {
+    /// Sessions in which TLS was detected (state taken).
+    pub sessions: u64,
+    /// Sessions with payload that was not TLS.
+    pub not_tls: u64,
+    /// Times a split handshake message or out-of-order data found no free buffer.
+    pub buffers_exhausted: u64,
+    /// Most buffers ever in use at once (both kinds).
+    pub buffers_peak: u64,
+}
+
+impl TlsStats {
+    pub fn add(&mut self, o: &TlsStats) {
+        self.sessions += o.sessions;
+        self.not_tls += o.not_tls;
+        self.buffers_exhausted += o.buffers_exhausted;
+        self.buffers_peak += o.buffers_peak;
+    }
+}
+
+/// The TLS state of a worker's sessions: one [`TlsPoint`] per session and point,
+/// taken when a session's first payload is TLS, and the buffer pools.
+///
+/// Entries are made on first need and recycled (the vector grows to the peak number
+/// of TLS sessions, then never allocates again); at most one per flow-table slot.
+#[derive(Debug)]
+pub struct TlsTable {
+    entries: Vec<TlsPoint>,
+    free: Vec<u32>,
+    points: usize,
+    cap: usize,
+    pub ooo: BufPool,
+    pub msgs: BufPool,
+    pub stats: TlsStats,
+}
+
+impl TlsTable {
+    /// For `max_sessions` sessions of `points` points each.
+    pub fn new(cfg: TlsConfig, max_sessions: usize, points: usize) -> TlsTable {
+        TlsTable {
+            entries: Vec::new(),
+            free: Vec::with_capacity(max_sessions),
+            points,
+            cap: cfg.buf_cap,
+            ooo: BufPool::new(cfg.buf_cap, cfg.buffers),
+            msgs: BufPool::new(cfg.buf_cap, cfg.buffers),
+            stats: TlsStats::default(),
+        }
+    }
+
+    /// A fresh entry for a session; its index.
+    pub fn take(&mut self) -> u32 {
+        self.stats.sessions += 1;
+        if let Some(i) = self.free.pop() {
+            let base = i as usize * self.points;
+            for p in &mut self.entries[base..base + self.points] {
+                *p = TlsPoint::new(self.cap);
+            }
+            return i;
+        }
+        let i = (self.entries.len() / self.points) as u32;
+        for _ in 0..self.points {
+            self.entries.push(TlsPoint::new(self.cap));
+        }
+        i
+    }
+
+    /// The entry of session `i` at `point`.
+    #[inline]
+    pub fn point(&mut self, i: u32, point: usize) -> &mut TlsPoint {
+        &mut self.entries[i as usize * self.points + point]
+    }
+
+    /// Follows one segment of session `i` at `point`.
+    #[inline]
+    pub fn on_segment(&mut self, i: u32, point: usize, seg: &observe::Segment<'_>) {
+        let Self {
+            entries, ooo, msgs, ..
+        } = self;
+        let p = &mut entries[i as usize * self.points + point];
+        if p.wants(seg.side) {
+            p.on_segment(seg, ooo, msgs);
+        }
+    }
+
+    /// All points of session `i`.
+    pub fn points_mut(&mut self, i: u32) -> &mut [TlsPoint] {
+        let base = i as usize * self.points;
+        &mut self.entries[base..base + self.points]
+    }
+
+    /// Gives back session `i`'s entry and any buffer it holds.
+    pub fn put(&mut self, i: u32) {
+        let base = i as usize * self.points;
+        let Self {
+            entries, ooo, msgs, ..
+        } = self;
+        for p in &mut entries[base..base + self.points] {
+            p.release(ooo, msgs);
+        }
+        self.free.push(i);
+        let peak = (self.ooo.made() + self.msgs.made()) as u64;
+        self.stats.buffers_peak = self.stats.buffers_peak.max(peak);
+        self.stats.buffers_exhausted = self.ooo.exhausted + self.msgs.exhausted;
+    }
+}

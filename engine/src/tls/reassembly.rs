@@ -10,6 +10,7 @@
 //! the hole and says how many bytes are missing; the caller must then treat the
 //! stream as out of sync.
 
+use super::pool::{BufSource, Unpooled};
 use crate::tcp::{seq_le, seq_lt};
 
 /// Separate out-of-order ranges held at once.
@@ -64,8 +65,21 @@ impl Reassembler {
     }
 
     /// One segment's payload starting at `seq`; `deliver` receives the bytes that are
-    /// now in order, in order.
+    /// now in order, in order. The ring, when needed, is allocated.
     pub fn segment(&mut self, seq: u32, data: &[u8], deliver: &mut impl FnMut(&[u8])) {
+        self.segment_from(seq, data, &mut Unpooled(self.cap), deliver);
+    }
+
+    /// Like [`Reassembler::segment`], with the ring borrowed from `pool` while
+    /// something is held out of order (no buffer free: the segment is dropped and
+    /// counted in `overflow_bytes`).
+    pub fn segment_from(
+        &mut self,
+        seq: u32,
+        data: &[u8],
+        pool: &mut impl BufSource,
+        deliver: &mut impl FnMut(&[u8]),
+    ) {
         if data.is_empty() {
             return;
         }
@@ -89,8 +103,19 @@ impl Reassembler {
             self.next = end;
             deliver(data);
             self.drain(deliver);
+            if self.nranges == 0 && !self.ring.is_empty() {
+                pool.give(std::mem::take(&mut self.ring));
+            }
         } else {
-            self.hold(seq, data);
+            self.hold(seq, data, pool);
+        }
+    }
+
+    /// Gives back the ring, dropping whatever it held (the session ends).
+    pub fn release(&mut self, pool: &mut impl BufSource) {
+        self.nranges = 0;
+        if !self.ring.is_empty() {
+            pool.give(std::mem::take(&mut self.ring));
         }
     }
 
@@ -107,7 +132,7 @@ impl Reassembler {
     }
 
     /// Stores a segment that starts after `next`.
-    fn hold(&mut self, seq: u32, data: &[u8]) {
+    fn hold(&mut self, seq: u32, data: &[u8], pool: &mut impl BufSource) {
         let limit = self.next.wrapping_add(self.cap as u32);
         let fits = (limit.wrapping_sub(seq) as usize).min(data.len());
         if !seq_lt(seq, limit) || fits == 0 {
@@ -144,7 +169,19 @@ impl Reassembler {
             n += 1;
         }
         if self.ring.is_empty() {
-            self.ring = vec![0; self.cap];
+            match pool.take() {
+                Some(mut buf) if buf.capacity() >= self.cap => {
+                    buf.resize(self.cap, 0);
+                    self.ring = buf;
+                }
+                other => {
+                    if let Some(buf) = other {
+                        pool.give(buf);
+                    }
+                    self.overflow_bytes += data.len() as u64;
+                    return;
+                }
+            }
         }
         // Copy into the ring at seq modulo cap (two pieces if it wraps).
         let mask = self.cap - 1;

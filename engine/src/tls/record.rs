@@ -9,9 +9,14 @@
 //! that a direction is encrypted ([`RecordReader::set_encrypted`]), it reads record
 //! headers only. Content that is not TLS stops it at once ([`Event::NotTls`]).
 //!
+//! Handshake messages that arrive whole are read in place; split ones borrow a
+//! buffer from a [`BufSource`] until they are complete.
+//!
 //! Guarantees: never panics on any input, memory bounded by the message bound given
 //! at creation, and the events do not depend on how the stream was cut into chunks
 //! (a property test checks this).
+
+use super::pool::{BufSource, Unpooled};
 
 /// Record content types (RFC 8446 section 5.1).
 pub mod content {
@@ -49,6 +54,9 @@ pub enum Event<'a> {
     ChangeCipherSpec,
     /// The bytes are not TLS (or the stream lost sync): nothing more is read.
     NotTls,
+    /// A handshake message split across chunks found no free buffer: the rest of
+    /// this direction's handshake is not read (record headers still are).
+    NoBuffer,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,12 +85,12 @@ pub struct RecordReader {
     max_message: usize,
     encrypted: bool,
     records: u32,
+    /// Length of the record being read.
+    record_len: u16,
 }
 
 impl RecordReader {
     /// A reader that reassembles handshake messages of at most `max_message` bytes.
-    /// The buffer is reserved, once and whole, when the first handshake bytes arrive
-    /// (a session that never speaks TLS costs nothing; no allocation after that).
     pub fn new(max_message: usize) -> RecordReader {
         RecordReader {
             state: State::Header,
@@ -95,6 +103,7 @@ impl RecordReader {
             max_message,
             encrypted: false,
             records: 0,
+            record_len: 0,
         }
     }
 
@@ -107,6 +116,16 @@ impl RecordReader {
         self.msg_skip = 0;
     }
 
+    /// The longest handshake message it reassembles.
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// Whether the reader has stopped (not TLS, or lost sync).
+    pub fn is_stopped(&self) -> bool {
+        self.state == State::Stopped
+    }
+
     pub fn is_encrypted(&self) -> bool {
         self.encrypted
     }
@@ -117,7 +136,21 @@ impl RecordReader {
     }
 
     /// Reads the next bytes of the stream; `on` receives the events in order.
-    pub fn feed(&mut self, mut data: &[u8], on: &mut impl FnMut(Event<'_>)) {
+    /// Buffers for split handshake messages are allocated as needed.
+    pub fn feed(&mut self, data: &[u8], on: &mut impl FnMut(Event<'_>)) {
+        self.feed_from(data, &mut Unpooled(self.max_message), on);
+    }
+
+    /// Like [`RecordReader::feed`], with buffers from `pool`: a message that lies
+    /// whole in `data` is read in place; one split across chunks or records holds a
+    /// buffer until it is complete. With no buffer free, the message is skipped and
+    /// reported as [`Event::NoBuffer`].
+    pub fn feed_from(
+        &mut self,
+        mut data: &[u8],
+        pool: &mut impl BufSource,
+        on: &mut impl FnMut(Event<'_>),
+    ) {
         while !data.is_empty() {
             match self.state {
                 State::Stopped => return,
@@ -152,10 +185,13 @@ impl RecordReader {
                     if content_type == content::CHANGE_CIPHER_SPEC {
                         on(Event::ChangeCipherSpec);
                     }
-                    if content_type == content::ALERT && (self.encrypted || len != 2) {
+                    // A plaintext alert is 2 bytes; an encrypted one is longer (MAC or
+                    // tag), before or after ChangeCipherSpec.
+                    if content_type == content::ALERT && len != 2 {
                         on(Event::EncryptedAlert { len });
                     }
                     self.alert_len = 0;
+                    self.record_len = len;
                     self.state = if len == 0 {
                         State::Header
                     } else {
@@ -170,8 +206,19 @@ impl RecordReader {
                     let (body, rest) = data.split_at(take);
                     data = rest;
                     match content_type {
-                        content::HANDSHAKE if !self.encrypted => self.handshake_bytes(body, on),
-                        content::ALERT if !self.encrypted => {
+                        content::HANDSHAKE
+                            if !self.encrypted
+                                || (left == self.record_len
+                                    && plaintext_hello(body, self.record_len)) =>
+                        {
+                            // TLS 1.3 sends a ChangeCipherSpec for middleboxes' sake
+                            // and keeps its hellos in plaintext after it (the second
+                            // ClientHello and the ServerHello after a
+                            // HelloRetryRequest, RFC 8446 D.4).
+                            self.encrypted = false;
+                            self.handshake_bytes(body, pool, on)
+                        }
+                        content::ALERT if self.record_len == 2 => {
                             for &b in body {
                                 if usize::from(self.alert_len) < 2 {
                                     self.alert[usize::from(self.alert_len)] = b;
@@ -204,7 +251,13 @@ impl RecordReader {
 
     /// Handshake record bytes: messages are type (1), length (3), body; they may span
     /// records (RFC 8446 5.1), so the reassembly state lives across records.
-    fn handshake_bytes(&mut self, mut data: &[u8], on: &mut impl FnMut(Event<'_>)) {
+    fn handshake_bytes(
+        &mut self,
+        mut data: &[u8],
+        pool: &mut impl BufSource,
+        on: &mut impl FnMut(Event<'_>),
+    ) {
+        let max = self.max_message.min(pool.capacity());
         while !data.is_empty() {
             if self.msg_skip > 0 {
                 let take = (self.msg_skip as usize).min(data.len());
@@ -212,8 +265,38 @@ impl RecordReader {
                 data = &data[take..];
                 continue;
             }
+            if self.msg.is_empty() && data.len() >= 4 {
+                // A message starting here: read it in place if it is all here.
+                let len = u32::from_be_bytes([0, data[1], data[2], data[3]]);
+                if len as usize > max {
+                    on(Event::HandshakeTooLong {
+                        msg_type: data[0],
+                        len,
+                    });
+                    self.msg_skip = len;
+                    data = &data[4..];
+                    continue;
+                }
+                if let Some(body) = data.get(4..4 + len as usize) {
+                    on(Event::Handshake {
+                        msg_type: data[0],
+                        body,
+                    });
+                    data = &data[4 + len as usize..];
+                    continue;
+                }
+            }
             if self.msg.capacity() == 0 {
-                self.msg.reserve_exact(self.max_message + 4);
+                match pool.take() {
+                    Some(buf) => self.msg = buf,
+                    None => {
+                        // The framing of this direction's handshake is lost:
+                        // follow record headers only from here.
+                        on(Event::NoBuffer);
+                        self.encrypted = true;
+                        return;
+                    }
+                }
             }
             if self.msg.len() < 4 {
                 let take = (4 - self.msg.len()).min(data.len());
@@ -223,13 +306,13 @@ impl RecordReader {
                     return;
                 }
                 let len = u32::from_be_bytes([0, self.msg[1], self.msg[2], self.msg[3]]);
-                if len as usize > self.max_message {
+                if len as usize > max {
                     on(Event::HandshakeTooLong {
                         msg_type: self.msg[0],
                         len,
                     });
                     self.msg_skip = len;
-                    self.msg.clear();
+                    self.release(pool);
                     continue;
                 }
             }
@@ -242,9 +325,34 @@ impl RecordReader {
                     msg_type: self.msg[0],
                     body: &self.msg[4..],
                 });
-                self.msg.clear();
+                self.release(pool);
             }
         }
+    }
+
+    /// Gives the message buffer back to the pool.
+    fn release(&mut self, pool: &mut impl BufSource) {
+        let buf = std::mem::take(&mut self.msg);
+        pool.give(buf);
+    }
+
+    /// Gives back any buffer held (the session ends, or stops being followed).
+    pub fn release_buffer(&mut self, pool: &mut impl BufSource) {
+        self.release(pool);
+        self.msg_skip = 0;
+    }
+}
+
+/// The start of a record body after ChangeCipherSpec is a plaintext ClientHello or
+/// ServerHello that fits the record (an encrypted Finished gives this with a
+/// probability of about 10^-5).
+fn plaintext_hello(body: &[u8], record_len: u16) -> bool {
+    match body {
+        [1 | 2, a, b, c, ..] => {
+            let len = u32::from_be_bytes([0, *a, *b, *c]);
+            len >= 38 && len + 4 <= u32::from(record_len)
+        }
+        _ => false,
     }
 }
 
@@ -262,6 +370,7 @@ mod tests {
         EncryptedAlert(u16),
         Ccs,
         NotTls,
+        NoBuffer,
     }
 
     fn run(chunks: &[&[u8]], max: usize) -> Vec<Owned> {
@@ -283,6 +392,7 @@ mod tests {
                     Event::EncryptedAlert { len } => Owned::EncryptedAlert(len),
                     Event::ChangeCipherSpec => Owned::Ccs,
                     Event::NotTls => Owned::NotTls,
+                    Event::NoBuffer => Owned::NoBuffer,
                 })
             });
         }

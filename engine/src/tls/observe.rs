@@ -1,0 +1,569 @@
+//! What TLS shows at one capture point: both directions' record layers followed in
+//! sequence order, the hellos, the server's certificate, alerts, and a short log of
+//! record headers from which the verdict infers what encryption hides
+//! ([`super::judge`]).
+//!
+//! Split in two: [`TlsFacts`] is plain `Copy` data that goes into the verdict
+//! record; [`TlsPoint`] adds the stream machinery (reassembly, record framing) that
+//! stays on the worker and borrows buffers from its [`BufPool`].
+//!
+//! Cost: until a direction's handshake is over, its bytes are framed and the
+//! handshake messages parsed (once per session: the hellos and certificate
+//! allocate a few times inside tls-parser and x509-parser). After that, a segment
+//! costs a sequence check and the subtraction of its length from the current
+//! record's remainder; the payload is not read except for record headers.
+
+use super::cert::{parse_certificate, parse_certificate_request, CertMessage, LeafCert};
+use super::hello::{
+    parse_client_hello, parse_server_hello, parse_sslv2_client_hello, parse_sslv2_server_hello,
+    sslv2_client_hello_len, ClientHello, ServerHello,
+};
+use super::pool::BufPool;
+use super::reassembly::Reassembler;
+use super::record::{content, Event, RecordReader};
+use crate::flow::Side;
+use crate::time::Timestamp;
+
+/// Alerts kept per point (the first ones: the decisive alert comes first).
+pub const MAX_ALERTS: usize = 4;
+/// Record headers kept per point, in order, for the inference of encrypted alerts.
+pub const MAX_LOG: usize = 24;
+
+/// Handshake message types (RFC 8446 4, RFC 5246 7.4).
+pub mod hs {
+    pub const CLIENT_HELLO: u8 = 1;
+    pub const SERVER_HELLO: u8 = 2;
+    pub const CERTIFICATE: u8 = 11;
+    pub const SERVER_KEY_EXCHANGE: u8 = 12;
+    pub const CERTIFICATE_REQUEST: u8 = 13;
+    pub const SERVER_HELLO_DONE: u8 = 14;
+    pub const CLIENT_KEY_EXCHANGE: u8 = 16;
+}
+
+/// How far the handshake got at a point (DESIGN.md: `handshake`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Handshake {
+    #[default]
+    None,
+    ClientHello,
+    ServerHello,
+    Aborted,
+    Complete,
+}
+
+impl Handshake {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handshake::None => "none",
+            Handshake::ClientHello => "client_hello",
+            Handshake::ServerHello => "server_hello",
+            Handshake::Aborted => "aborted",
+            Handshake::Complete => "complete",
+        }
+    }
+}
+
+/// The client's answer to a certificate request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClientCert {
+    /// No Certificate message from the client (or not visible: TLS 1.3).
+    #[default]
+    None,
+    /// A Certificate message with no certificate in it.
+    Empty,
+    Sent,
+}
+
+impl ClientCert {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientCert::None => "none",
+            ClientCert::Empty => "empty",
+            ClientCert::Sent => "sent",
+        }
+    }
+}
+
+/// One alert, seen or inferred.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Alert {
+    pub ts: Timestamp,
+    /// The end that sent it.
+    pub side: Side,
+    /// 1 warning, 2 fatal, 0 unknown (encrypted).
+    pub level: u8,
+    /// RFC 8446 6 description; meaningful only when not `encrypted`.
+    pub description: u8,
+    /// Its body was encrypted: the description is unknown.
+    pub encrypted: bool,
+    /// Not an alert record at all, but a short application_data record that the
+    /// rules of [`super::judge`] read as a TLS 1.3 alert.
+    pub inferred: bool,
+    /// Record length.
+    pub len: u16,
+    /// Application data had flowed both ways before it (a close, not an abort).
+    pub after_data: bool,
+    /// The last handshake message type the sender had received from its peer
+    /// (`0` if none): what the alert answers.
+    pub answers: u8,
+}
+
+impl Alert {
+    pub fn fatal_or_unknown(&self) -> bool {
+        self.level != 1
+    }
+}
+
+/// One record header, in the order the point saw them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LoggedRecord {
+    pub ts: Timestamp,
+    pub side: Side,
+    pub content_type: u8,
+    pub len: u16,
+}
+
+/// What one direction sent at the record layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DirFacts {
+    pub records: u32,
+    /// application_data records (TLS 1.3: every protected record).
+    pub app_records: u32,
+    pub app_bytes: u64,
+    /// First ChangeCipherSpec.
+    pub ccs: Option<Timestamp>,
+    /// First application_data record.
+    pub first_app: Option<Timestamp>,
+    /// Handshake records after this direction's ChangeCipherSpec (its Finished).
+    pub encrypted_handshake: u16,
+    /// The last handshake message type this direction sent in plaintext.
+    pub last_message: u8,
+    /// The bytes were not TLS.
+    pub not_tls: bool,
+    /// SSLv2 framing (a hello): not followed further.
+    pub sslv2: bool,
+    /// The last record: its time, type and length (a close_notify at the end).
+    pub last_record: Option<LoggedRecord>,
+    /// Part of the stream was not captured: not followed past it.
+    pub gap: bool,
+    /// Bytes dropped from the out-of-order buffer (window or buffers full).
+    pub overflow_bytes: u32,
+    /// Handshake messages skipped: longer than the buffer, or no buffer free.
+    pub skipped_messages: u16,
+}
+
+/// What TLS showed at one point. Plain data: copied into the verdict record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TlsFacts {
+    /// TLS was seen (a hello, or records mid-stream).
+    pub detected: bool,
+    /// The end that sent the ClientHello.
+    pub client: Option<Side>,
+    pub client_hello: Option<ClientHello>,
+    pub client_hello_ts: Option<Timestamp>,
+    /// ClientHellos seen (2 after a HelloRetryRequest).
+    pub client_hellos: u8,
+    /// The last ServerHello (after a HelloRetryRequest, the real one).
+    pub server_hello: Option<ServerHello>,
+    pub server_hello_ts: Option<Timestamp>,
+    /// A HelloRetryRequest was sent.
+    pub hello_retry: bool,
+    /// An SSLv2 server-hello with this version.
+    pub sslv2_server: Option<u16>,
+    /// Index in `log` of the first record after the last ServerHello's record.
+    pub after_server_hello: u8,
+    pub server_cert: Option<LeafCert>,
+    /// The server's Certificate message held no certificate or did not parse.
+    pub server_cert_unreadable: bool,
+    /// A CertificateRequest (TLS 1.2 and earlier; encrypted in TLS 1.3).
+    pub cert_request: bool,
+    pub client_cert: ClientCert,
+    /// Indexed by [`Side`].
+    pub dirs: [DirFacts; 2],
+    pub alerts: [Alert; MAX_ALERTS],
+    pub nalerts: u8,
+    pub alerts_dropped: u16,
+    pub log: [LoggedRecord; MAX_LOG],
+    pub nlog: u8,
+    pub log_dropped: u32,
+    /// How far the handshake got: set when the session is judged.
+    pub handshake: Handshake,
+}
+
+impl TlsFacts {
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts[..usize::from(self.nalerts)]
+    }
+    pub fn log(&self) -> &[LoggedRecord] {
+        &self.log[..usize::from(self.nlog)]
+    }
+    pub fn push_alert(&mut self, a: Alert) {
+        if usize::from(self.nalerts) < MAX_ALERTS {
+            self.alerts[usize::from(self.nalerts)] = a;
+            self.nalerts += 1;
+        } else {
+            self.alerts_dropped = self.alerts_dropped.saturating_add(1);
+        }
+    }
+    /// The negotiated version: the ServerHello's, else the SSLv2 server-hello's.
+    pub fn version(&self) -> Option<u16> {
+        self.server_hello
+            .filter(|sh| !sh.hello_retry)
+            .map(|sh| sh.version)
+            .or(self.sslv2_server)
+    }
+    /// TLS 1.3 or one of its drafts was negotiated.
+    pub fn is_tls13(&self) -> bool {
+        self.version().is_some_and(is_tls13)
+    }
+    /// Application data was sent both ways.
+    pub fn data_both_ways(&self) -> bool {
+        self.dirs[0].app_records > 0 && self.dirs[1].app_records > 0
+    }
+}
+
+/// TLS 1.3 or a draft of it (IETF 0x7fxx, Facebook's 0x7exx).
+pub fn is_tls13(v: u16) -> bool {
+    v == 0x0304 || v >> 8 == 0x7f || v >> 8 == 0x7e
+}
+
+/// One direction's stream machinery.
+#[derive(Debug)]
+struct Stream {
+    reasm: Reassembler,
+    rec: RecordReader,
+    started: bool,
+    /// Bytes delivered so far (to recognise the first bytes).
+    delivered: u64,
+    /// Not followed any more (not TLS, SSLv2, gap).
+    stopped: bool,
+    /// The peer's `acked_unseen` count last time: when it grows, a segment of this
+    /// direction was never captured.
+    acked_unseen: u32,
+}
+
+impl Stream {
+    fn new(buf_cap: usize) -> Stream {
+        Stream {
+            reasm: Reassembler::new(buf_cap),
+            rec: RecordReader::new(buf_cap),
+            started: false,
+            delivered: 0,
+            stopped: false,
+            acked_unseen: 0,
+        }
+    }
+}
+
+/// TLS state of one session at one point: facts plus stream machinery.
+#[derive(Debug)]
+pub struct TlsPoint {
+    pub facts: TlsFacts,
+    streams: [Stream; 2],
+}
+
+/// One TCP segment, as the TLS layer needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment<'a> {
+    pub ts: Timestamp,
+    pub side: Side,
+    pub seq: u32,
+    /// The captured payload (may be shorter than `wire_len`: cut by the snap length).
+    pub payload: &'a [u8],
+    pub wire_len: u32,
+    /// This direction's initial sequence number, if its SYN was seen at this point.
+    pub isn: Option<u32>,
+    /// How many times this direction's data was acknowledged without being captured.
+    pub acked_unseen: u32,
+}
+
+/// First bytes of a stream that start TLS: a handshake record (a ClientHello, or a
+/// server's first flight), an alert, or an SSLv2-format ClientHello. Mid-stream (no
+/// SYN seen), any record type of TLS counts.
+pub fn looks_like_tls(first: &[u8], mid_stream: bool) -> bool {
+    match first {
+        [0x16, 3, 0..=4, ..] => true,
+        [0x14 | 0x15 | 0x17, 3, 0..=4, ..] => mid_stream,
+        _ => sslv2_client_hello_len(first).is_some(),
+    }
+}
+
+impl TlsPoint {
+    pub fn new(buf_cap: usize) -> TlsPoint {
+        TlsPoint {
+            facts: TlsFacts::default(),
+            streams: [Stream::new(buf_cap), Stream::new(buf_cap)],
+        }
+    }
+
+    /// Gives back any buffer the streams hold (the session ends).
+    pub fn release(&mut self, ooo: &mut BufPool, msgs: &mut BufPool) {
+        for st in &mut self.streams {
+            st.reasm.release(ooo);
+            st.rec.release_buffer(msgs);
+        }
+    }
+
+    /// Whether a segment from `side` needs any work (false once the direction is no
+    /// longer followed).
+    #[inline]
+    pub fn wants(&self, side: Side) -> bool {
+        !self.streams[side.index()].stopped
+    }
+
+    /// Follows one segment. Out-of-order data waits in a buffer from `ooo`; split
+    /// handshake messages are assembled in one from `msgs`.
+    pub fn on_segment(&mut self, seg: &Segment<'_>, ooo: &mut BufPool, msgs: &mut BufPool) {
+        let d = seg.side.index();
+        let Self { facts, streams } = self;
+        let st = &mut streams[d];
+        if st.stopped {
+            return;
+        }
+        if seg.acked_unseen > st.acked_unseen {
+            // The peer acknowledged bytes of ours that the capture lost.
+            st.acked_unseen = seg.acked_unseen;
+            if st.started {
+                stop(st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
+                return;
+            }
+        }
+        if seg.payload.is_empty() {
+            if seg.wire_len > 0 {
+                stop(st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
+            }
+            return;
+        }
+        if !st.started {
+            st.started = true;
+            let start = seg.isn.map_or(seg.seq, |isn| isn.wrapping_add(1));
+            st.reasm.start(start);
+        }
+        let mut ctx = Ctx {
+            facts: &mut *facts,
+            side: seg.side,
+            ts: seg.ts,
+            stop: None,
+            mid_stream: seg.isn.is_none(),
+        };
+        let (reasm, rec, delivered) = (&mut st.reasm, &mut st.rec, &mut st.delivered);
+        reasm.segment_from(seg.seq, seg.payload, ooo, &mut |bytes| {
+            feed(&mut ctx, rec, delivered, bytes, msgs)
+        });
+        if let Some(why) = ctx.stop {
+            stop(st, &mut facts.dirs[d], ooo, msgs, why);
+            return;
+        }
+        if st.reasm.overflow_bytes > 0 {
+            facts.dirs[d].overflow_bytes =
+                u32::try_from(st.reasm.overflow_bytes).unwrap_or(u32::MAX);
+            stop(st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
+            return;
+        }
+        if (seg.payload.len() as u32) < seg.wire_len {
+            // Cut by the snap length: the rest of the stream is out of reach.
+            stop(st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
+        }
+    }
+}
+
+/// Why a direction stops being followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    NotTls,
+    Sslv2,
+    Gap,
+}
+
+fn stop(st: &mut Stream, f: &mut DirFacts, ooo: &mut BufPool, msgs: &mut BufPool, why: Stop) {
+    st.stopped = true;
+    st.reasm.release(ooo);
+    st.rec.release_buffer(msgs);
+    match why {
+        Stop::NotTls => f.not_tls = true,
+        Stop::Sslv2 => f.sslv2 = true,
+        Stop::Gap => f.gap = true,
+    }
+}
+
+/// What the record-layer callbacks need.
+struct Ctx<'f> {
+    facts: &'f mut TlsFacts,
+    side: Side,
+    ts: Timestamp,
+    stop: Option<Stop>,
+    mid_stream: bool,
+}
+
+/// In-order bytes of one direction.
+fn feed(
+    ctx: &mut Ctx<'_>,
+    rec: &mut RecordReader,
+    delivered: &mut u64,
+    mut bytes: &[u8],
+    msgs: &mut BufPool,
+) {
+    if ctx.stop.is_some() || bytes.is_empty() {
+        return;
+    }
+    if *delivered == 0 {
+        // The first bytes of this direction decide whether it is TLS.
+        *delivered += bytes.len() as u64;
+        if let Some(len) = sslv2_client_hello_len(bytes) {
+            match bytes.get(..len).map(parse_sslv2_client_hello) {
+                Some(Ok(ch)) => on_client_hello(ctx, ch),
+                _ => ctx.facts.dirs[ctx.side.index()].skipped_messages += 1,
+            }
+            if bytes.len() < len {
+                // A split SSLv2 hello (rare: they are short): stop here.
+                ctx.stop = Some(Stop::Sslv2);
+                return;
+            }
+            ctx.facts.dirs[ctx.side.index()].sslv2 = true;
+            bytes = &bytes[len..];
+        } else if let Some(v) = parse_sslv2_server_hello(bytes) {
+            ctx.facts.detected = true;
+            ctx.facts.sslv2_server = Some(v);
+            ctx.stop = Some(Stop::Sslv2);
+            return;
+        } else if !(looks_like_tls(bytes, ctx.mid_stream)
+            // A server may answer a ClientHello with an alert straight away.
+            || (ctx.facts.detected && matches!(bytes, [0x15, 3, 0..=4, ..])))
+        {
+            ctx.stop = Some(Stop::NotTls);
+            return;
+        } else {
+            ctx.facts.detected = true;
+        }
+    } else {
+        *delivered += bytes.len() as u64;
+    }
+    rec.feed_from(bytes, msgs, &mut |e| on_event(ctx, e));
+}
+
+fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
+    let d = ctx.side.index();
+    let peer = 1 - d;
+    let f = &mut *ctx.facts;
+    match e {
+        Event::Record {
+            content_type, len, ..
+        } => {
+            let dir = &mut f.dirs[d];
+            dir.records += 1;
+            dir.last_record = Some(LoggedRecord {
+                ts: ctx.ts,
+                side: ctx.side,
+                content_type,
+                len,
+            });
+            match content_type {
+                content::APPLICATION_DATA => {
+                    dir.app_records += 1;
+                    dir.app_bytes += u64::from(len);
+                    dir.first_app.get_or_insert(ctx.ts);
+                }
+                content::HANDSHAKE if dir.ccs.is_some() => {
+                    dir.encrypted_handshake = dir.encrypted_handshake.saturating_add(1);
+                }
+                _ => {}
+            }
+            if usize::from(f.nlog) < MAX_LOG {
+                f.log[usize::from(f.nlog)] = LoggedRecord {
+                    ts: ctx.ts,
+                    side: ctx.side,
+                    content_type,
+                    len,
+                };
+                f.nlog += 1;
+            } else {
+                f.log_dropped += 1;
+            }
+        }
+        Event::Handshake { msg_type, body } => {
+            f.dirs[d].last_message = msg_type;
+            match msg_type {
+                hs::CLIENT_HELLO => match parse_client_hello(body) {
+                    Ok(ch) => on_client_hello(ctx, ch),
+                    Err(_) => f.dirs[d].skipped_messages += 1,
+                },
+                hs::SERVER_HELLO => match parse_server_hello(body) {
+                    Ok(sh) => {
+                        f.detected = true;
+                        f.hello_retry |= sh.hello_retry;
+                        f.server_hello = Some(sh);
+                        f.server_hello_ts = Some(ctx.ts);
+                        f.after_server_hello = f.nlog;
+                    }
+                    Err(_) => f.dirs[d].skipped_messages += 1,
+                },
+                hs::CERTIFICATE => {
+                    let from_client = f.client == Some(ctx.side);
+                    match parse_certificate(body) {
+                        Ok(CertMessage::Leaf(leaf)) if from_client => {
+                            let _ = leaf;
+                            f.client_cert = ClientCert::Sent;
+                        }
+                        Ok(CertMessage::Empty) if from_client => f.client_cert = ClientCert::Empty,
+                        Ok(CertMessage::Leaf(leaf)) => f.server_cert = Some(leaf),
+                        Ok(CertMessage::Empty) => f.server_cert_unreadable = true,
+                        Err(_) if from_client => f.client_cert = ClientCert::Sent,
+                        Err(_) => f.server_cert_unreadable = true,
+                    }
+                }
+                hs::CERTIFICATE_REQUEST => {
+                    f.cert_request |= parse_certificate_request(body);
+                }
+                _ => {}
+            }
+        }
+        Event::HandshakeTooLong { .. } | Event::NoBuffer => {
+            f.dirs[d].skipped_messages = f.dirs[d].skipped_messages.saturating_add(1);
+        }
+        Event::Alert { level, description } => {
+            let after_data = f.data_both_ways();
+            let answers = f.dirs[peer].last_message;
+            f.push_alert(Alert {
+                ts: ctx.ts,
+                side: ctx.side,
+                level,
+                description,
+                encrypted: false,
+                inferred: false,
+                len: 2,
+                after_data,
+                answers,
+            });
+        }
+        Event::EncryptedAlert { len } => {
+            let after_data = f.data_both_ways();
+            let answers = f.dirs[peer].last_message;
+            f.push_alert(Alert {
+                ts: ctx.ts,
+                side: ctx.side,
+                level: 0,
+                description: 0,
+                encrypted: true,
+                inferred: false,
+                len,
+                after_data,
+                answers,
+            });
+        }
+        Event::ChangeCipherSpec => {
+            f.dirs[d].ccs.get_or_insert(ctx.ts);
+        }
+        Event::NotTls => ctx.stop = Some(Stop::NotTls),
+    }
+}
+
+fn on_client_hello(ctx: &mut Ctx<'_>, ch: ClientHello) {
+    let f = &mut *ctx.facts;
+    f.detected = true;
+    f.client.get_or_insert(ctx.side);
+    f.client_hellos = f.client_hellos.saturating_add(1);
+    if f.client_hello.is_none() {
+        f.client_hello = Some(ch);
+        f.client_hello_ts = Some(ctx.ts);
+    }
+}
