@@ -13,6 +13,7 @@ use engine::capture::CaptureReader;
 use engine::pipeline::{self, Overflow, PipelineConfig, Progress, ReplayReport, ReplaySource};
 use engine::session::MAX_POINTS;
 use engine::time::Nanos;
+use engine::tls::TlsConfig;
 use engine::worker::WorkerConfig;
 
 mod input;
@@ -66,6 +67,18 @@ struct ReplayArgs {
     /// late packets and the other points' copies are still counted.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     linger: Nanos,
+
+    /// Bytes of one TLS buffer: the longest handshake message read (a longer one,
+    /// such as a huge certificate chain, is skipped and counted) and how far past a
+    /// missing segment out-of-order data is kept.
+    #[arg(long, value_name = "BYTES", default_value_t = 65_536)]
+    tls_buffer: usize,
+
+    /// TLS buffers per worker, for each of the two uses (split handshake messages,
+    /// out-of-order data). A buffer is held only while needed; when all are busy the
+    /// message or segment is skipped and counted (`tls.buffers_exhausted`).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    tls_buffers: usize,
 
     /// Write verdicts (JSON lines) here instead of standard output.
     #[arg(short, long, value_name = "PATH")]
@@ -178,6 +191,9 @@ fn replay(args: ReplayArgs) -> Result<i32> {
     if args.max_sessions == 0 {
         bail!("--max-sessions must be at least 1");
     }
+    if !(1024..=16 << 20).contains(&args.tls_buffer) {
+        bail!("--tls-buffer must be between 1024 and 16777216 bytes");
+    }
     let cfg = PipelineConfig {
         workers,
         worker: WorkerConfig {
@@ -185,6 +201,10 @@ fn replay(args: ReplayArgs) -> Result<i32> {
             points: names.len(),
             idle_timeout: args.idle_timeout,
             linger: args.linger,
+            tls: TlsConfig {
+                buf_cap: args.tls_buffer,
+                buffers: args.tls_buffers,
+            },
             ..WorkerConfig::default()
         },
         overflow: Overflow::Wait,

@@ -82,6 +82,12 @@ impl Summary {
             "evicted": w.evicted(),
             "linger_cut": w.linger_cut,
             "retransmissions": w.retransmissions,
+            "tls": {
+                "sessions": w.tls.sessions,
+                "not_tls": w.tls.not_tls,
+                "buffers_exhausted": w.tls.buffers_exhausted,
+                "buffers_made": w.tls.buffers_peak,
+            },
             "time_went_back": w.time_went_back,
             "records_written": report.export.written,
             "records_unwritten": report.export.unwritten,
@@ -163,6 +169,14 @@ impl Summary {
             out,
             "  evicted: {}, closed sessions judged early to make room: {}, retransmissions: {}",
             j["evicted"], j["linger_cut"], j["retransmissions"]
+        )?;
+        writeln!(
+            out,
+            "  TLS: {} session(s), {} with other payload; buffers made: {}, busy when needed: {}",
+            j["tls"]["sessions"],
+            j["tls"]["not_tls"],
+            j["tls"]["buffers_made"],
+            j["tls"]["buffers_exhausted"]
         )?;
         writeln!(
             out,

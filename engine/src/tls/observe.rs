@@ -233,8 +233,8 @@ struct Stream {
     reasm: Reassembler,
     rec: RecordReader,
     started: bool,
-    /// Bytes delivered so far (to recognise the first bytes).
-    delivered: u64,
+    /// The first bytes, kept until there are enough to tell TLS from the rest.
+    prefix: Prefix,
     /// Not followed any more (not TLS, SSLv2, gap).
     stopped: bool,
     /// The peer's `acked_unseen` count last time: when it grows, a segment of this
@@ -248,7 +248,7 @@ impl Stream {
             reasm: Reassembler::new(buf_cap),
             rec: RecordReader::new(buf_cap),
             started: false,
-            delivered: 0,
+            prefix: Prefix::default(),
             stopped: false,
             acked_unseen: 0,
         }
@@ -346,9 +346,9 @@ impl TlsPoint {
             stop: None,
             mid_stream: seg.isn.is_none(),
         };
-        let (reasm, rec, delivered) = (&mut st.reasm, &mut st.rec, &mut st.delivered);
+        let (reasm, rec, prefix) = (&mut st.reasm, &mut st.rec, &mut st.prefix);
         reasm.segment_from(seg.seq, seg.payload, ooo, &mut |bytes| {
-            feed(&mut ctx, rec, delivered, bytes, msgs)
+            feed(&mut ctx, rec, prefix, bytes, msgs)
         });
         if let Some(why) = ctx.stop {
             stop(st, &mut facts.dirs[d], ooo, msgs, why);
@@ -395,50 +395,84 @@ struct Ctx<'f> {
     mid_stream: bool,
 }
 
+/// A direction's first bytes (5: a record header, or an SSLv2 header with its
+/// message type and version), gathered across segments if they arrive cut small.
+#[derive(Debug, Default)]
+struct Prefix {
+    bytes: [u8; 5],
+    len: u8,
+    decided: bool,
+}
+
 /// In-order bytes of one direction.
 fn feed(
     ctx: &mut Ctx<'_>,
     rec: &mut RecordReader,
-    delivered: &mut u64,
-    mut bytes: &[u8],
+    prefix: &mut Prefix,
+    bytes: &[u8],
     msgs: &mut BufPool,
 ) {
     if ctx.stop.is_some() || bytes.is_empty() {
         return;
     }
-    if *delivered == 0 {
-        // The first bytes of this direction decide whether it is TLS.
-        *delivered += bytes.len() as u64;
-        if let Some(len) = sslv2_client_hello_len(bytes) {
-            match bytes.get(..len).map(parse_sslv2_client_hello) {
-                Some(Ok(ch)) => on_client_hello(ctx, ch),
-                _ => ctx.facts.dirs[ctx.side.index()].skipped_messages += 1,
-            }
-            if bytes.len() < len {
-                // A split SSLv2 hello (rare: they are short): stop here.
-                ctx.stop = Some(Stop::Sslv2);
-                return;
-            }
-            ctx.facts.dirs[ctx.side.index()].sslv2 = true;
-            bytes = &bytes[len..];
-        } else if let Some(v) = parse_sslv2_server_hello(bytes) {
-            ctx.facts.detected = true;
-            ctx.facts.sslv2_server = Some(v);
-            ctx.stop = Some(Stop::Sslv2);
-            return;
-        } else if !(looks_like_tls(bytes, ctx.mid_stream)
-            // A server may answer a ClientHello with an alert straight away.
-            || (ctx.facts.detected && matches!(bytes, [0x15, 3, 0..=4, ..])))
-        {
-            ctx.stop = Some(Stop::NotTls);
-            return;
-        } else {
-            ctx.facts.detected = true;
-        }
-    } else {
-        *delivered += bytes.len() as u64;
+    if prefix.decided {
+        rec.feed_from(bytes, msgs, &mut |e| on_event(ctx, e));
+        return;
     }
-    rec.feed_from(bytes, msgs, &mut |e| on_event(ctx, e));
+    let have = usize::from(prefix.len);
+    if have == 0 && bytes.len() >= 5 {
+        prefix.decided = true;
+        if let Some(rest) = first_bytes(ctx, bytes, bytes) {
+            rec.feed_from(rest, msgs, &mut |e| on_event(ctx, e));
+        }
+        return;
+    }
+    let take = (5 - have).min(bytes.len());
+    prefix.bytes[have..have + take].copy_from_slice(&bytes[..take]);
+    prefix.len += take as u8;
+    if prefix.len < 5 {
+        return;
+    }
+    prefix.decided = true;
+    let head = prefix.bytes;
+    if let Some(rest) = first_bytes(ctx, &head, &head) {
+        rec.feed_from(rest, msgs, &mut |e| on_event(ctx, e));
+        rec.feed_from(&bytes[take..], msgs, &mut |e| on_event(ctx, e));
+    }
+}
+
+/// Decides from a direction's first bytes (`head`, at least 5 of them, the start of
+/// `bytes`) whether it is TLS; returns what the record layer should read next, or
+/// `None` if the direction is not followed.
+fn first_bytes<'b>(ctx: &mut Ctx<'_>, head: &[u8], bytes: &'b [u8]) -> Option<&'b [u8]> {
+    let d = ctx.side.index();
+    if let Some(len) = sslv2_client_hello_len(head) {
+        // SSLv2 hellos are short: read only when whole in one segment.
+        match bytes.get(..len).map(parse_sslv2_client_hello) {
+            Some(Ok(ch)) => on_client_hello(ctx, ch),
+            _ => ctx.facts.dirs[d].skipped_messages += 1,
+        }
+        if bytes.len() < len {
+            ctx.stop = Some(Stop::Sslv2);
+            return None;
+        }
+        ctx.facts.dirs[d].sslv2 = true;
+        return Some(&bytes[len..]);
+    }
+    if let Some(v) = parse_sslv2_server_hello(bytes) {
+        ctx.facts.detected = true;
+        ctx.facts.sslv2_server = Some(v);
+        ctx.stop = Some(Stop::Sslv2);
+        return None;
+    }
+    // A server may answer a ClientHello with an alert straight away.
+    let answer = ctx.facts.detected && matches!(head, [0x15, 3, 0..=4, ..]);
+    if !(looks_like_tls(head, ctx.mid_stream) || answer) {
+        ctx.stop = Some(Stop::NotTls);
+        return None;
+    }
+    ctx.facts.detected = true;
+    Some(bytes)
 }
 
 fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
