@@ -80,6 +80,11 @@ struct ReplayArgs {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     tls_buffers: usize,
 
+    /// Follow TCP only: no TLS facts and no TLS verdicts (for comparison, or when
+    /// speed matters more).
+    #[arg(long)]
+    no_tls: bool,
+
     /// Write verdicts (JSON lines) here instead of standard output.
     #[arg(short, long, value_name = "PATH")]
     output: Option<PathBuf>,
@@ -204,6 +209,7 @@ fn replay(args: ReplayArgs) -> Result<i32> {
             tls: TlsConfig {
                 buf_cap: args.tls_buffer,
                 buffers: args.tls_buffers,
+                enabled: !args.no_tls,
             },
             ..WorkerConfig::default()
         },

@@ -70,6 +70,10 @@ pub struct PointState {
     pub vlan: Option<u16>,
     /// Frames cut by the snap length.
     pub snaplen_cut: u32,
+    /// Per [`Side`]: the TLS fast-path window `[next, end)`: an
+    /// in-order segment inside it is the middle of an application_data record and
+    /// needs no TLS work (see [`crate::tls::observe::TlsPoint::on_segment`]).
+    pub tls_fast: [Option<(u32, u32)>; 2],
 }
 
 impl PointState {

@@ -232,28 +232,44 @@ impl Worker {
         if pt.on_packet(m.ts, m.side, &m.pkt) {
             self.stats.retransmissions += 1;
         }
-        if s.tls != TLS_NONE && (m.pkt.payload_len > 0 || s.tls != TLS_UNKNOWN) {
-            let d = &pt.dirs[m.side.index()];
-            let seg = Segment {
-                ts: m.ts,
-                side: m.side,
-                // A SYN's data (TCP Fast Open) starts after the SYN's own number.
-                seq: m.pkt.seq.wrapping_add(u32::from(m.pkt.flags.syn())),
-                payload,
-                wire_len: m.pkt.payload_len,
-                isn: d.syn().map(|e| e.seq),
-                acked_unseen: d.acked_unseen,
-            };
-            if s.tls == TLS_UNKNOWN {
-                s.tls = if looks_like_tls(payload, s.roles != crate::session::RoleSource::Syn) {
-                    self.tls.take()
-                } else {
-                    self.tls.stats.not_tls += 1;
-                    TLS_NONE
+        if s.tls != TLS_NONE && m.pkt.payload_len > 0 && self.cfg.tls.enabled {
+            let d = m.side.index();
+            let fast = pt.tls_fast[d];
+            let (next, end) = fast.unwrap_or_default();
+            let len = m.pkt.payload_len;
+            let seq = m.pkt.seq;
+            if fast.is_some()
+                && seq == next
+                && payload.len() as u32 == len
+                && !m.pkt.flags.syn()
+                && crate::tcp::seq_le(seq.wrapping_add(len), end)
+            {
+                // The middle of an application_data record: nothing to read.
+                pt.tls_fast[d] = Some((seq.wrapping_add(len), end));
+            } else {
+                let dir = &pt.dirs[d];
+                let seg = Segment {
+                    ts: m.ts,
+                    side: m.side,
+                    // A SYN's data (TCP Fast Open) starts after the SYN's own number.
+                    seq: seq.wrapping_add(u32::from(m.pkt.flags.syn())),
+                    payload,
+                    wire_len: len,
+                    isn: dir.syn().map(|e| e.seq),
+                    acked_unseen: dir.acked_unseen,
                 };
-            }
-            if s.tls != TLS_NONE {
-                self.tls.on_segment(s.tls, point, &seg);
+                if s.tls == TLS_UNKNOWN {
+                    s.tls = if looks_like_tls(payload, s.roles != crate::session::RoleSource::Syn) {
+                        self.tls.take()
+                    } else {
+                        self.tls.stats.not_tls += 1;
+                        TLS_NONE
+                    };
+                }
+                if s.tls != TLS_NONE {
+                    let reached = fast.map(|(next, _)| next);
+                    pt.tls_fast[d] = self.tls.on_segment(s.tls, point, reached, &seg);
+                }
             }
         }
         if s.close.is_none() {

@@ -145,7 +145,7 @@ fn facts_are_not_empty() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
     fn prop_any_segmentation_reordering_and_retransmission_same_facts(
         which in 0..CAPTURES.len(),

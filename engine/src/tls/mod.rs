@@ -27,6 +27,8 @@ pub struct TlsConfig {
     /// Buffers per worker for each of the two uses (`--tls-buffers`). A buffer is
     /// held only while a message is split or data waits for a hole.
     pub buffers: usize,
+    /// Follow TLS at all (`--no-tls` turns it off: TCP facts and verdicts only).
+    pub enabled: bool,
 }
 
 impl Default for TlsConfig {
@@ -34,6 +36,7 @@ impl Default for TlsConfig {
         TlsConfig {
             buf_cap: 64 * 1024,
             buffers: 1024,
+            enabled: true,
         }
     }
 }
@@ -113,16 +116,28 @@ impl TlsTable {
         &mut self.entries[i as usize * self.points + point]
     }
 
-    /// Follows one segment of session `i` at `point`.
+    /// Follows one segment of session `i` at `point`, after accounting for the
+    /// fast path having reached `fast_next` (see [`TlsPoint::on_segment`]); returns
+    /// the new fast-path window.
     #[inline]
-    pub fn on_segment(&mut self, i: u32, point: usize, seg: &observe::Segment<'_>) {
+    pub fn on_segment(
+        &mut self,
+        i: u32,
+        point: usize,
+        fast_next: Option<u32>,
+        seg: &observe::Segment<'_>,
+    ) -> Option<(u32, u32)> {
         let Self {
             entries, ooo, msgs, ..
         } = self;
         let p = &mut entries[i as usize * self.points + point];
-        if p.wants(seg.side) {
-            p.on_segment(seg, ooo, msgs);
+        if !p.wants(seg.side) {
+            return None;
         }
+        if let Some(next) = fast_next {
+            p.catch_up(seg.side, next);
+        }
+        p.on_segment(seg, ooo, msgs)
     }
 
     /// All points of session `i`.

@@ -311,9 +311,43 @@ impl TlsPoint {
         !self.streams[side.index()].stopped
     }
 
+    /// The bytes of `side` up to `seq` went by on the caller's fast path (see
+    /// [`TlsPoint::on_segment`]): account for them.
+    pub fn catch_up(&mut self, side: Side, seq: u32) {
+        let st = &mut self.streams[side.index()];
+        let n = seq.wrapping_sub(st.reasm.next_seq());
+        if n == 0 || st.stopped || !st.reasm.is_clear() || n > u32::from(st.rec.skippable()) {
+            return;
+        }
+        st.reasm.advance_to(seq);
+        st.rec.consume(n as u16);
+    }
+
     /// Follows one segment. Out-of-order data waits in a buffer from `ooo`; split
     /// handshake messages are assembled in one from `msgs`.
-    pub fn on_segment(&mut self, seg: &Segment<'_>, ooo: &mut BufPool, msgs: &mut BufPool) {
+    ///
+    /// Returns the fast-path window `[next, end)` of sequence numbers from `side`
+    /// that need no reading (the rest of the current application_data record, with
+    /// nothing held out of order), or `None`. A caller may pass an in-order segment
+    /// that lies inside it over without calling this at all, as long as it calls
+    /// [`TlsPoint::catch_up`] with how far it got before the next call.
+    pub fn on_segment(
+        &mut self,
+        seg: &Segment<'_>,
+        ooo: &mut BufPool,
+        msgs: &mut BufPool,
+    ) -> Option<(u32, u32)> {
+        self.follow(seg, ooo, msgs);
+        let st = &self.streams[seg.side.index()];
+        let left = st.rec.skippable();
+        if st.stopped || left == 0 || !st.reasm.is_clear() || !st.prefix.decided {
+            return None;
+        }
+        let next = st.reasm.next_seq();
+        Some((next, next.wrapping_add(u32::from(left))))
+    }
+
+    fn follow(&mut self, seg: &Segment<'_>, ooo: &mut BufPool, msgs: &mut BufPool) {
         let d = seg.side.index();
         let Self { facts, streams } = self;
         let st = &mut streams[d];

@@ -56,6 +56,19 @@ impl Reassembler {
         self.next
     }
 
+    /// Nothing is held out of order: the next byte expected is all that matters.
+    pub fn is_clear(&self) -> bool {
+        self.nranges == 0
+    }
+
+    /// Records that the bytes up to `seq` were delivered by the caller's own fast
+    /// path (only when [`Reassembler::is_clear`]).
+    pub fn advance_to(&mut self, seq: u32) {
+        if self.nranges == 0 && seq_le(self.next, seq) {
+            self.next = seq;
+        }
+    }
+
     /// Bytes held out of order, waiting for a hole to fill.
     pub fn held(&self) -> usize {
         self.ranges[..self.nranges]

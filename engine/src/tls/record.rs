@@ -87,6 +87,9 @@ pub struct RecordReader {
     records: u32,
     /// Length of the record being read.
     record_len: u16,
+    /// The first bytes of a handshake record after ChangeCipherSpec.
+    peek: [u8; 4],
+    peek_len: u8,
 }
 
 impl RecordReader {
@@ -104,6 +107,8 @@ impl RecordReader {
             encrypted: false,
             records: 0,
             record_len: 0,
+            peek: [0; 4],
+            peek_len: 0,
         }
     }
 
@@ -114,6 +119,38 @@ impl RecordReader {
         self.encrypted = true;
         self.msg.clear();
         self.msg_skip = 0;
+    }
+
+    /// Bytes of the current record that can be passed over unread: the rest of an
+    /// application_data record, or of any record but an alert once encrypted. The
+    /// caller may then account for them with [`RecordReader::consume`] instead of
+    /// feeding them (the fast path after the handshake).
+    #[inline]
+    pub fn skippable(&self) -> u16 {
+        match self.state {
+            State::Body { content_type, left }
+                if content_type == content::APPLICATION_DATA
+                    || (self.encrypted && content_type != content::ALERT) =>
+            {
+                left
+            }
+            _ => 0,
+        }
+    }
+
+    /// Passes over `n` bytes, at most [`RecordReader::skippable`] of them.
+    pub fn consume(&mut self, n: u16) {
+        if let State::Body { content_type, left } = self.state {
+            let left = left.saturating_sub(n);
+            self.state = if left == 0 {
+                if content_type == content::CHANGE_CIPHER_SPEC {
+                    self.set_encrypted();
+                }
+                State::Header
+            } else {
+                State::Body { content_type, left }
+            };
+        }
     }
 
     /// The longest handshake message it reassembles.
@@ -191,6 +228,7 @@ impl RecordReader {
                         on(Event::EncryptedAlert { len });
                     }
                     self.alert_len = 0;
+                    self.peek_len = 0;
                     self.record_len = len;
                     self.state = if len == 0 {
                         State::Header
@@ -206,17 +244,29 @@ impl RecordReader {
                     let (body, rest) = data.split_at(take);
                     data = rest;
                     match content_type {
-                        content::HANDSHAKE
-                            if !self.encrypted
-                                || (left == self.record_len
-                                    && plaintext_hello(body, self.record_len)) =>
-                        {
+                        content::HANDSHAKE if !self.encrypted => {
+                            self.handshake_bytes(body, pool, on)
+                        }
+                        content::HANDSHAKE if left == self.record_len || self.peek_len > 0 => {
                             // TLS 1.3 sends a ChangeCipherSpec for middleboxes' sake
                             // and keeps its hellos in plaintext after it (the second
                             // ClientHello and the ServerHello after a
-                            // HelloRetryRequest, RFC 8446 D.4).
-                            self.encrypted = false;
-                            self.handshake_bytes(body, pool, on)
+                            // HelloRetryRequest, RFC 8446 D.4): look at the first 4
+                            // bytes of every handshake record after it, gathered
+                            // across chunks if need be.
+                            let have = usize::from(self.peek_len);
+                            let took = (4 - have).min(body.len());
+                            self.peek[have..have + took].copy_from_slice(&body[..took]);
+                            self.peek_len += took as u8;
+                            if self.peek_len == 4 {
+                                self.peek_len = 0;
+                                if plaintext_hello(&self.peek, self.record_len) {
+                                    self.encrypted = false;
+                                    let peek = self.peek;
+                                    self.handshake_bytes(&peek, pool, on);
+                                    self.handshake_bytes(&body[took..], pool, on);
+                                }
+                            }
                         }
                         content::ALERT if self.record_len == 2 => {
                             for &b in body {
