@@ -755,9 +755,17 @@ pub fn classify_tls(
     for e in tcp_evidence.iter() {
         ev.push(*e);
     }
+    // PAN-OS logs the decrypt reason of a fatal alert it saw; the end of a session
+    // that TLS judged without an alert is named after its TCP close.
+    let alert_based = !matches!(
+        verdict,
+        Verdict::NoServerHello | Verdict::ClientAbandonedHandshake
+    );
     let pan = match decisive_alert {
-        Some((_, a)) if !a.encrypted && a.level == 2 => Some(PanReason::for_alert(a.description)),
-        Some((_, a)) if a.encrypted && verdict != tcp => None,
+        Some((_, a)) if alert_based && !a.encrypted && a.level == 2 => {
+            Some(PanReason::for_alert(a.description))
+        }
+        Some((_, a)) if alert_based && a.encrypted && verdict != tcp => None,
         _ => match close_of(s, points) {
             Close::Rst {
                 from: Role::Client, ..
@@ -765,8 +773,9 @@ pub fn classify_tls(
             Close::Rst {
                 from: Role::Server, ..
             } => Some(PanReason::TcpRstFromServer),
-            Close::Open if verdict == Verdict::Timeout => Some(PanReason::AgedOut),
-            Close::Open if verdict == Verdict::NoServerHello => Some(PanReason::AgedOut),
+            Close::Open if matches!(verdict, Verdict::Timeout | Verdict::NoServerHello) => {
+                Some(PanReason::AgedOut)
+            }
             Close::Open => None,
             _ => Some(PanReason::TcpFin),
         },

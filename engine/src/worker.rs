@@ -401,7 +401,11 @@ impl Worker {
             self.tls.put(s.tls);
             ntls = pts.len();
         }
-        let by_capture = matches!(end, EndReason::EndOfInput | EndReason::Evicted);
+        // The session did not end on its own: no "silence" can be read from it.
+        let by_capture = matches!(
+            end,
+            EndReason::EndOfInput | EndReason::Evicted | EndReason::PortReused
+        );
         let (v, e, pan_end_reason) =
             classify_tls(&s, pts, &mut tls[..ntls], by_capture, verdict, &evidence);
         (verdict, evidence) = (v, e);
@@ -442,13 +446,15 @@ mod size_report {
     fn sizes() {
         use std::mem::size_of;
         println!(
-            "PacketMeta {} Packet {} Session {} PointState {} DirState {} Record {}",
+            "PacketMeta {} Packet {} Session {} PointState {} DirState {} Record {} TlsPoint {} TlsFacts {}",
             size_of::<super::PacketMeta>(),
             size_of::<crate::wire::Packet>(),
             size_of::<crate::session::Session>(),
             size_of::<crate::session::PointState>(),
             size_of::<crate::tcp::DirState>(),
-            size_of::<crate::verdict::Record>()
+            size_of::<crate::verdict::Record>(),
+            size_of::<crate::tls::observe::TlsPoint>(),
+            size_of::<crate::tls::observe::TlsFacts>()
         );
     }
 }

@@ -62,6 +62,23 @@ fn main() {
         worker.finish(&mut |_| records += 1);
         records
     });
+    let mut worker = Worker::new(WorkerConfig {
+        tls: engine::tls::TlsConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..WorkerConfig::default()
+    });
+    stage("read+decode+hash+worker, no TLS", &mut || {
+        for f in CaptureReader::new(&data).unwrap().flatten() {
+            if let Ok(p) = wire::decode(f.link, f.data, f.wire_len) {
+                let m = PacketMeta::new(f.ts, PointId(0), p).at(f.offset as u64);
+                worker.process(&m, m.payload(&data), &mut |_| records += 1);
+            }
+        }
+        worker.finish(&mut |_| records += 1);
+        records
+    });
     // Records for the JSON stage, collected outside any timing.
     let mut worker = Worker::new(WorkerConfig::default());
     for f in CaptureReader::new(&data).unwrap().flatten() {

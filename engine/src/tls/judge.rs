@@ -212,7 +212,9 @@ pub fn judge(f: &mut TlsFacts, p: &PointState, client: Side, ended_by_capture: b
                     || after_fin_long
                     || after_fin >= 2
                     || (!log_complete && f.dirs[c.index()].app_records as usize > n_flight);
-                j.cert_asked = n_flight > 1 && !(big == 2 && r0.len >= min.finished);
+                // An empty Certificate (shorter than a Finished) before the
+                // Finished, or Certificate, CertificateVerify and Finished.
+                j.cert_asked = (r0.len < min.finished && n_flight >= 2) || big >= 3;
                 // Rule 3: the server answers the flight with short records only,
                 // before the client closes or sends data.
                 let server_post = post.iter().filter(|r| r.side == s && protected(r));

@@ -22,7 +22,8 @@ use pool::BufPool;
 #[derive(Clone, Copy, Debug)]
 pub struct TlsConfig {
     /// Bytes of one buffer: the longest handshake message read, and how far ahead
-    /// of a hole out-of-order data is kept (`--tls-buffer`, 64 KiB).
+    /// of a hole out-of-order data is kept (`--tls-buffer`, 64 KiB; rounded up to
+    /// a power of two).
     pub buf_cap: usize,
     /// Buffers per worker for each of the two uses (`--tls-buffers`). A buffer is
     /// held only while a message is split or data waits for a hole.
@@ -82,6 +83,11 @@ pub struct TlsTable {
 impl TlsTable {
     /// For `max_sessions` sessions of `points` points each.
     pub fn new(cfg: TlsConfig, max_sessions: usize, points: usize) -> TlsTable {
+        // The out-of-order ring indexes by sequence number modulo its size.
+        let cfg = TlsConfig {
+            buf_cap: cfg.buf_cap.max(1).next_power_of_two(),
+            ..cfg
+        };
         TlsTable {
             entries: Vec::new(),
             free: Vec::with_capacity(max_sessions),
