@@ -298,10 +298,13 @@ pub fn judge(f: &mut TlsFacts, p: &PointState, client: Side, ended_by_capture: b
         } else if server_sent || sd.gap || p.dirs[s.index()].acked_unseen > 0 {
             // The server said something the capture could not read: undecided.
             None
-        } else if p.dirs[s.index()].rst().is_some() {
-            Some(NoServerHello::Rst)
-        } else if p.dirs[s.index()].fin().is_some() {
-            Some(NoServerHello::Fin)
+        } else if let Some(first) = first_close(p, s) {
+            // Whichever the server sent first.
+            if p.dirs[s.index()].fin().is_some_and(|e| e.ts == first) {
+                Some(NoServerHello::Fin)
+            } else {
+                Some(NoServerHello::Rst)
+            }
         } else if client_close.is_some() {
             Some(NoServerHello::ClientClosed)
         } else if !ended_by_capture {
