@@ -3,9 +3,11 @@
 //! client's JA3 and JA4 fingerprints.
 //!
 //! Bodies are read by hand, without tls-parser: the extensions must be walked raw
-//! anyway to keep their wire order for the fingerprints, and tls-parser reads
-//! neither SSLv2-format ClientHellos nor the draft TLS 1.3 ServerHellos (design note
-//! section 2, pitfalls 3 and 4). Handles SSLv2-format ClientHellos (RFC 5246
+//! anyway to keep their wire order for the fingerprints; tls-parser reads neither
+//! SSLv2-format ClientHellos nor the draft TLS 1.3 ServerHellos (design note
+//! section 2, pitfalls 3 and 4); and, measured with a counting allocator, it
+//! allocated 3 times per ClientHello record plus 7 to 12 times for its extensions,
+//! where this parser allocates none (pitfall 6). Handles SSLv2-format ClientHellos (RFC 5246
 //! Appendix E.2), SSLv3 to TLS 1.3 (RFC 8446 section 4.1) and the TLS 1.3 draft
 //! ServerHellos without session id and compression method.
 //!
