@@ -11,7 +11,7 @@ use crate::tcp::SegEvent;
 use crate::time::{Nanos, Timestamp};
 use crate::tls::judge::{judge, Judgement, MinSizes, NoServerHello, TlsOutcome};
 use crate::tls::names::{alert_name, handshake_type_name};
-use crate::tls::observe::{ClientCert, TlsFacts};
+use crate::tls::observe::{Alert, ClientCert, TlsFacts};
 
 /// Why a session died (docs/verdicts.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -630,6 +630,23 @@ fn add_close_evidence(s: &Session, points: &[PointState], ev: &mut EvidenceList)
     }
 }
 
+/// The evidence for alert `a`, seen at `point` whose TLS facts are `f`.
+fn alert_evidence(point: PointId, f: &TlsFacts, from: Role, a: &Alert) -> Evidence {
+    Evidence::TlsAlert {
+        point,
+        from,
+        level: a.level,
+        description: a.description,
+        encrypted: a.encrypted,
+        inferred: a.inferred,
+        len: a.len,
+        answers: a.answers,
+        min_finished: f
+            .server_hello
+            .map_or(53, |sh| MinSizes::for_cipher(sh.cipher).finished),
+    }
+}
+
 /// Refines a TCP verdict with what TLS showed at each point (`tls[i]` for point
 /// `i`; judging also fills in each point's handshake state and inferred alerts).
 /// TLS evidence goes first. Returns the verdict and the PAN-OS end-reason hint.
@@ -685,20 +702,7 @@ pub fn classify_tls(
             None => tcp,
         };
         if let Some(a) = j.decisive {
-            let min_finished = f
-                .server_hello
-                .map_or(53, |sh| MinSizes::for_cipher(sh.cipher).finished);
-            ev.push(Evidence::TlsAlert {
-                point,
-                from: role(f, a.side),
-                level: a.level,
-                description: a.description,
-                encrypted: a.encrypted,
-                inferred: a.inferred,
-                len: a.len,
-                answers: a.answers,
-                min_finished,
-            });
+            ev.push(alert_evidence(point, f, role(f, a.side), &a));
         }
         if verdict == Verdict::ServerRejectedClientCertificate {
             ev.push(Evidence::CertRequested {
@@ -725,19 +729,7 @@ pub fn classify_tls(
         // A fatal alert that decided nothing is still worth showing.
         if let (Some((i, a)), None) = (decisive_alert, decided.and_then(|(_, j)| j.decisive)) {
             let f = &tls[i];
-            ev.push(Evidence::TlsAlert {
-                point: PointId(i as u8),
-                from: role(f, a.side),
-                level: a.level,
-                description: a.description,
-                encrypted: a.encrypted,
-                inferred: a.inferred,
-                len: a.len,
-                answers: a.answers,
-                min_finished: f
-                    .server_hello
-                    .map_or(53, |sh| MinSizes::for_cipher(sh.cipher).finished),
-            });
+            ev.push(alert_evidence(PointId(i as u8), f, role(f, a.side), &a));
         }
     }
     for (i, f) in tls.iter().enumerate() {
