@@ -82,6 +82,16 @@ pub enum PanReason {
 }
 
 impl PanReason {
+    pub const ALL: [PanReason; 7] = [
+        PanReason::DecryptCertValidation,
+        PanReason::DecryptUnsupportParam,
+        PanReason::DecryptError,
+        PanReason::TcpFin,
+        PanReason::TcpRstFromClient,
+        PanReason::TcpRstFromServer,
+        PanReason::AgedOut,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PanReason::DecryptCertValidation => "decrypt-cert-validation",
