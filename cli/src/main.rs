@@ -210,6 +210,7 @@ fn replay(args: ReplayArgs) -> Result<i32> {
                 buf_cap: args.tls_buffer,
                 buffers: args.tls_buffers,
                 enabled: !args.no_tls,
+                ..TlsConfig::default()
             },
             ..WorkerConfig::default()
         },

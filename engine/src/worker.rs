@@ -234,16 +234,13 @@ impl Worker {
         }
         if s.tls != TLS_NONE && m.pkt.payload_len > 0 && self.cfg.tls.enabled {
             let d = m.side.index();
-            let fast = pt.tls_fast[d];
+            let fast = pt.tls_fast[d].filter(|_| self.cfg.tls.fast_path);
             let (next, end) = fast.unwrap_or_default();
             let len = m.pkt.payload_len;
             let seq = m.pkt.seq;
-            if fast.is_some()
-                && seq == next
-                && payload.len() as u32 == len
-                && !m.pkt.flags.syn()
-                && crate::tcp::seq_le(seq.wrapping_add(len), end)
-            {
+            let in_order =
+                fast.is_some() && seq == next && payload.len() as u32 == len && !m.pkt.flags.syn();
+            if in_order && crate::tcp::seq_le(seq.wrapping_add(len), end) {
                 // The middle of an application_data record: nothing to read.
                 pt.tls_fast[d] = Some((seq.wrapping_add(len), end));
             } else {
@@ -259,7 +256,12 @@ impl Worker {
                     acked_unseen: dir.acked_unseen,
                 };
                 if s.tls == TLS_UNKNOWN {
-                    s.tls = if looks_like_tls(payload, s.roles != crate::session::RoleSource::Syn) {
+                    // Decide on the first payload, unless it is too short to tell or
+                    // out of order: then the stream decides, once in order.
+                    let undecided = payload.len() < 5
+                        || seg.isn.is_some_and(|isn| seg.seq != isn.wrapping_add(1));
+                    let mid_stream = s.roles != crate::session::RoleSource::Syn;
+                    s.tls = if undecided || looks_like_tls(payload, mid_stream) {
                         self.tls.take()
                     } else {
                         self.tls.stats.not_tls += 1;
@@ -268,7 +270,18 @@ impl Worker {
                 }
                 if s.tls != TLS_NONE {
                     let reached = fast.map(|(next, _)| next);
-                    pt.tls_fast[d] = self.tls.on_segment(s.tls, point, reached, &seg);
+                    // The next record starts inside this segment: if it is more
+                    // application data, account for its header without the full path.
+                    let quick = if in_order {
+                        let off = end.wrapping_sub(seq) as usize;
+                        self.tls.fast_header(s.tls, point, &seg, next, off)
+                    } else {
+                        None
+                    };
+                    pt.tls_fast[d] = match quick {
+                        Some(window) => window,
+                        None => self.tls.on_segment(s.tls, point, reached, &seg),
+                    };
                 }
             }
         }

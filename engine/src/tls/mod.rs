@@ -30,6 +30,9 @@ pub struct TlsConfig {
     pub buffers: usize,
     /// Follow TLS at all (`--no-tls` turns it off: TCP facts and verdicts only).
     pub enabled: bool,
+    /// Let segments inside application_data records bypass the TLS layer (see
+    /// [`observe::TlsPoint::on_segment`]). Off only to test that it changes nothing.
+    pub fast_path: bool,
 }
 
 impl Default for TlsConfig {
@@ -38,6 +41,7 @@ impl Default for TlsConfig {
             buf_cap: 64 * 1024,
             buffers: 1024,
             enabled: true,
+            fast_path: true,
         }
     }
 }
@@ -144,6 +148,20 @@ impl TlsTable {
             p.catch_up(seg.side, next);
         }
         p.on_segment(seg, ooo, msgs)
+    }
+
+    /// See [`TlsPoint::fast_header`].
+    #[inline]
+    pub fn fast_header(
+        &mut self,
+        i: u32,
+        point: usize,
+        seg: &observe::Segment<'_>,
+        reached: u32,
+        off: usize,
+    ) -> Option<Option<(u32, u32)>> {
+        let p = &mut self.entries[i as usize * self.points + point];
+        p.fast_header(seg.side, seg.ts, reached, seg.seq, seg.payload, off)
     }
 
     /// All points of session `i`.

@@ -347,6 +347,50 @@ impl TlsPoint {
         Some((next, next.wrapping_add(u32::from(left))))
     }
 
+    /// The fast path's second half: an in-order segment `payload` at `seq` that ends
+    /// the current application_data record at `off` and starts the next one there.
+    /// If that next record is application_data too and runs past the segment, it is
+    /// accounted for here, without the reassembly and framing machinery, and the new
+    /// fast-path window is returned. Otherwise (`None`), nothing was changed but the
+    /// catch-up to `reached`: the caller takes the full path.
+    pub fn fast_header(
+        &mut self,
+        side: Side,
+        ts: Timestamp,
+        reached: u32,
+        seq: u32,
+        payload: &[u8],
+        off: usize,
+    ) -> Option<Option<(u32, u32)>> {
+        self.catch_up(side, reached);
+        let Self { facts, streams } = self;
+        let st = &mut streams[side.index()];
+        let (Some(&[ct, major, minor, l0, l1]), true) = (
+            payload.get(off..off + 5),
+            !st.stopped && st.reasm.is_clear() && st.reasm.next_seq() == seq,
+        ) else {
+            return None;
+        };
+        let len = u16::from_be_bytes([l0, l1]);
+        let after = payload.len() - off - 5;
+        if ct != content::APPLICATION_DATA
+            || major != 3
+            || minor > 4
+            || len > super::record::MAX_RECORD_BODY
+            || usize::from(len) <= after
+            || usize::from(st.rec.skippable()) != off
+        {
+            return None;
+        }
+        st.rec.consume(off as u16);
+        let left = len - after as u16;
+        st.rec.enter_body(ct, len, left);
+        let end = seq.wrapping_add(payload.len() as u32);
+        st.reasm.advance_to(end);
+        record_seen(facts, side, ts, ct, len);
+        Some(Some((end, end.wrapping_add(u32::from(left)))))
+    }
+
     fn follow(&mut self, seg: &Segment<'_>, ooo: &mut BufPool, msgs: &mut BufPool) {
         let d = seg.side.index();
         let Self { facts, streams } = self;
@@ -516,38 +560,7 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
     match e {
         Event::Record {
             content_type, len, ..
-        } => {
-            let dir = &mut f.dirs[d];
-            dir.records += 1;
-            dir.last_record = Some(LoggedRecord {
-                ts: ctx.ts,
-                side: ctx.side,
-                content_type,
-                len,
-            });
-            match content_type {
-                content::APPLICATION_DATA => {
-                    dir.app_records += 1;
-                    dir.app_bytes += u64::from(len);
-                    dir.first_app.get_or_insert(ctx.ts);
-                }
-                content::HANDSHAKE if dir.ccs.is_some() => {
-                    dir.encrypted_handshake = dir.encrypted_handshake.saturating_add(1);
-                }
-                _ => {}
-            }
-            if usize::from(f.nlog) < MAX_LOG {
-                f.log[usize::from(f.nlog)] = LoggedRecord {
-                    ts: ctx.ts,
-                    side: ctx.side,
-                    content_type,
-                    len,
-                };
-                f.nlog += 1;
-            } else {
-                f.log_dropped += 1;
-            }
-        }
+        } => record_seen(f, ctx.side, ctx.ts, content_type, len),
         Event::Handshake { msg_type, body } => {
             f.dirs[d].last_message = msg_type;
             match msg_type {
@@ -622,6 +635,36 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
             f.dirs[d].ccs.get_or_insert(ctx.ts);
         }
         Event::NotTls => ctx.stop = Some(Stop::NotTls),
+    }
+}
+
+/// A record header: counters, the last record, the log.
+fn record_seen(f: &mut TlsFacts, side: Side, ts: Timestamp, content_type: u8, len: u16) {
+    let dir = &mut f.dirs[side.index()];
+    dir.records += 1;
+    let rec = LoggedRecord {
+        ts,
+        side,
+        content_type,
+        len,
+    };
+    dir.last_record = Some(rec);
+    match content_type {
+        content::APPLICATION_DATA => {
+            dir.app_records += 1;
+            dir.app_bytes += u64::from(len);
+            dir.first_app.get_or_insert(ts);
+        }
+        content::HANDSHAKE if dir.ccs.is_some() => {
+            dir.encrypted_handshake = dir.encrypted_handshake.saturating_add(1);
+        }
+        _ => {}
+    }
+    if usize::from(f.nlog) < MAX_LOG {
+        f.log[usize::from(f.nlog)] = rec;
+        f.nlog += 1;
+    } else {
+        f.log_dropped += 1;
     }
 }
 

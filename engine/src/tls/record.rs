@@ -153,6 +153,24 @@ impl RecordReader {
         }
     }
 
+    /// A record header the caller read itself (the fast path): the reader is now
+    /// inside that record's body, `left` of its `len` bytes to go. Only valid
+    /// between records.
+    pub fn enter_body(&mut self, content_type: u8, len: u16, left: u16) {
+        if self.state != State::Header || self.hdr_len != 0 {
+            return;
+        }
+        self.records += 1;
+        self.record_len = len;
+        self.alert_len = 0;
+        self.peek_len = 0;
+        self.state = if left == 0 {
+            State::Header
+        } else {
+            State::Body { content_type, left }
+        };
+    }
+
     /// The longest handshake message it reassembles.
     pub fn max_message(&self) -> usize {
         self.max_message
