@@ -129,18 +129,23 @@ impl std::fmt::Write for ByteSink<'_> {
     }
 }
 
-fn push_u64(b: &mut Vec<u8>, mut v: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
+fn push_u64(b: &mut Vec<u8>, v: u64) {
+    b.extend_from_slice(decimal(v, &mut [0; 20]));
+}
+
+/// `v` in decimal ASCII, written at the end of `buf`, without `core::fmt` (shared by
+/// the JSON writer, JA3 and the synthetic traffic generator).
+pub(crate) fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
     loop {
         i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
+        buf[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    b.extend_from_slice(&tmp[i..]);
+    &buf[i..]
 }
 
 /// Free text, escaped as JSON.

@@ -1039,18 +1039,8 @@ impl Cursor<'_> {
         self.put(&v.to_be_bytes());
     }
 
-    fn dec(&mut self, mut v: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..]);
+    fn dec(&mut self, v: u64) {
+        self.put(crate::json::decimal(v, &mut [0; 20]));
     }
 
     fn random(&mut self, seed: u64, n: usize) {

@@ -194,18 +194,7 @@ pub fn ja4(
 
 /// Feeds `v` in decimal to `h`.
 fn md5_decimal(h: &mut Md5, v: u16) {
-    let mut digits = [0u8; 5];
-    let mut i = digits.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    h.update(&digits[i..]);
+    h.update(crate::json::decimal(u64::from(v), &mut [0; 20]));
 }
 
 /// Feeds `values` to `h` in decimal, joined by `-`, GREASE dropped.
