@@ -5,6 +5,7 @@
 use crate::flow::{FlowKey, Side};
 use crate::tcp::DirState;
 use crate::time::Timestamp;
+use crate::tls::observe::FastWindow;
 use crate::wire::Packet;
 
 /// Most capture points one run can follow. Per-session memory grows with the number
@@ -70,10 +71,9 @@ pub struct PointState {
     pub vlan: Option<u16>,
     /// Frames cut by the snap length.
     pub snaplen_cut: u32,
-    /// Per [`Side`]: the TLS fast-path window `[next, end)`: an
-    /// in-order segment inside it is the middle of an application_data record and
-    /// needs no TLS work (see [`crate::tls::observe::TlsPoint::on_segment`]).
-    pub tls_fast: [Option<(u32, u32)>; 2],
+    /// Per [`Side`]: the TLS fast-path window: an in-order segment inside it is
+    /// the middle of an application_data record and needs no TLS work.
+    pub tls_fast: [FastWindow; 2],
 }
 
 impl PointState {

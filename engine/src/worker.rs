@@ -23,7 +23,7 @@ use crate::session::{
 };
 use crate::table::FlowTable;
 use crate::time::{Nanos, Timestamp};
-use crate::tls::observe::{looks_like_tls, Segment, TlsFacts};
+use crate::tls::observe::{looks_like_tls, FastWindow, Segment, TlsFacts};
 use crate::tls::{TlsConfig, TlsStats, TlsTable};
 use crate::verdict::{classify, classify_tls, ClassifyConfig, EndReason, Record, Verdict};
 use crate::wire::Packet;
@@ -232,57 +232,16 @@ impl Worker {
         if pt.on_packet(m.ts, m.side, &m.pkt) {
             self.stats.retransmissions += 1;
         }
-        if s.tls != TLS_NONE && m.pkt.payload_len > 0 && self.cfg.tls.enabled {
-            let d = m.side.index();
-            let fast = pt.tls_fast[d].filter(|_| self.cfg.tls.fast_path);
-            let (next, end) = fast.unwrap_or_default();
+        if m.pkt.payload_len > 0 && s.tls != TLS_NONE {
+            // The fast path: the middle of an application_data record, in order and
+            // whole, needs nothing but the window moved on.
+            let w = &mut pt.tls_fast[m.side.index()];
             let len = m.pkt.payload_len;
-            let seq = m.pkt.seq;
-            let in_order =
-                fast.is_some() && seq == next && payload.len() as u32 == len && !m.pkt.flags.syn();
-            if in_order && crate::tcp::seq_le(seq.wrapping_add(len), end) {
-                // The middle of an application_data record: nothing to read.
-                pt.tls_fast[d] = Some((seq.wrapping_add(len), end));
+            if w.covers(m.pkt.seq, len) && payload.len() as u32 == len && !m.pkt.flags.syn() {
+                w.next = m.pkt.seq.wrapping_add(len);
             } else {
-                let dir = &pt.dirs[d];
-                let seg = Segment {
-                    ts: m.ts,
-                    side: m.side,
-                    // A SYN's data (TCP Fast Open) starts after the SYN's own number.
-                    seq: seq.wrapping_add(u32::from(m.pkt.flags.syn())),
-                    payload,
-                    wire_len: len,
-                    isn: dir.syn().map(|e| e.seq),
-                    acked_unseen: dir.acked_unseen,
-                };
-                if s.tls == TLS_UNKNOWN {
-                    // Decide on the first payload, unless it is too short to tell or
-                    // out of order: then the stream decides, once in order.
-                    let undecided = payload.len() < 5
-                        || seg.isn.is_some_and(|isn| seg.seq != isn.wrapping_add(1));
-                    let mid_stream = s.roles != crate::session::RoleSource::Syn;
-                    s.tls = if undecided || looks_like_tls(payload, mid_stream) {
-                        self.tls.take()
-                    } else {
-                        self.tls.stats.not_tls += 1;
-                        TLS_NONE
-                    };
-                }
-                if s.tls != TLS_NONE {
-                    let reached = fast.map(|(next, _)| next);
-                    // The next record starts inside this segment: if it is more
-                    // application data, account for its header without the full path.
-                    let quick = if in_order {
-                        let off = end.wrapping_sub(seq) as usize;
-                        self.tls.fast_header(s.tls, point, &seg, next, off)
-                    } else {
-                        None
-                    };
-                    pt.tls_fast[d] = match quick {
-                        Some(window) => window,
-                        None => self.tls.on_segment(s.tls, point, reached, &seg),
-                    };
-                }
+                let fast_path = self.cfg.tls.fast_path;
+                tls_segment(&mut self.tls, fast_path, s, pt, point, m, payload);
             }
         }
         if s.close.is_none() {
@@ -389,7 +348,10 @@ impl Worker {
                 self.end(victim, end, out);
             }
         }
-        let s = Session::new(m.key, m.hash, m.ts, m.side, &m.pkt);
+        let mut s = Session::new(m.key, m.hash, m.ts, m.side, &m.pkt);
+        if !self.cfg.tls.enabled {
+            s.tls = TLS_NONE;
+        }
         self.stats.sessions += 1;
         let slot = self
             .table
@@ -445,6 +407,64 @@ impl Worker {
         self.table.remove(slot);
         out(record);
     }
+}
+
+/// A segment with payload of a session that is or may be TLS, off the fast path
+/// (out of line: [`Worker::process`] stays small for the common case).
+#[inline(never)]
+fn tls_segment(
+    tls: &mut TlsTable,
+    fast_path: bool,
+    s: &mut Session,
+    pt: &mut PointState,
+    point: usize,
+    m: &PacketMeta,
+    payload: &[u8],
+) {
+    let d = m.side.index();
+    let window = pt.tls_fast[d];
+    let (seq, len) = (m.pkt.seq, m.pkt.payload_len);
+    let whole = payload.len() as u32 == len && !m.pkt.flags.syn();
+    let reached = window.reached();
+    if whole && reached == Some(seq) {
+        // In order from the window's start, and past its end: the current record ends
+        // inside and the next header follows. If that record is more application
+        // data, it is read in place without the full path.
+        let off = window.end.wrapping_sub(seq) as usize;
+        if let Some(w) = tls.fast_header(s.tls, point, m, payload, off) {
+            pt.tls_fast[d] = w;
+            return;
+        }
+    }
+    let dir = &pt.dirs[d];
+    let seg = Segment {
+        ts: m.ts,
+        side: m.side,
+        // A SYN's data (TCP Fast Open) starts after the SYN's own number.
+        seq: seq.wrapping_add(u32::from(m.pkt.flags.syn())),
+        payload,
+        wire_len: len,
+        isn: dir.syn().map(|e| e.seq),
+        acked_unseen: dir.acked_unseen,
+    };
+    if s.tls == TLS_UNKNOWN {
+        // Decide on the first payload, unless it is too short to tell or out of
+        // order: then the stream decides, once in order.
+        let undecided =
+            payload.len() < 5 || seg.isn.is_some_and(|isn| seg.seq != isn.wrapping_add(1));
+        let mid_stream = s.roles != crate::session::RoleSource::Syn;
+        s.tls = if undecided || looks_like_tls(payload, mid_stream) {
+            tls.take()
+        } else {
+            tls.stats.not_tls += 1;
+            TLS_NONE
+        };
+        if s.tls == TLS_NONE {
+            return;
+        }
+    }
+    let w = tls.on_segment(s.tls, point, reached, &seg);
+    pt.tls_fast[d] = if fast_path { w } else { FastWindow::NONE };
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub mod pool;
 pub mod reassembly;
 pub mod record;
 
-use observe::TlsPoint;
+use observe::{FastWindow, TlsPoint};
 use pool::BufPool;
 
 /// TLS limits of one worker.
@@ -136,13 +136,13 @@ impl TlsTable {
         point: usize,
         fast_next: Option<u32>,
         seg: &observe::Segment<'_>,
-    ) -> Option<(u32, u32)> {
+    ) -> FastWindow {
         let Self {
             entries, ooo, msgs, ..
         } = self;
         let p = &mut entries[i as usize * self.points + point];
         if !p.wants(seg.side) {
-            return None;
+            return FastWindow::NONE;
         }
         if let Some(next) = fast_next {
             p.catch_up(seg.side, next);
@@ -156,12 +156,12 @@ impl TlsTable {
         &mut self,
         i: u32,
         point: usize,
-        seg: &observe::Segment<'_>,
-        reached: u32,
+        m: &crate::worker::PacketMeta,
+        payload: &[u8],
         off: usize,
-    ) -> Option<Option<(u32, u32)>> {
+    ) -> Option<FastWindow> {
         let p = &mut self.entries[i as usize * self.points + point];
-        p.fast_header(seg.side, seg.ts, reached, seg.seq, seg.payload, off)
+        p.fast_header(m.side, m.ts, m.pkt.seq, payload, off)
     }
 
     /// All points of session `i`.

@@ -227,6 +227,39 @@ pub fn is_tls13(v: u16) -> bool {
     v == 0x0304 || v >> 8 == 0x7f || v >> 8 == 0x7e
 }
 
+/// The fast-path window of one direction at one point: the sequence numbers
+/// `[next, end)` are the rest of an application_data record, with nothing held out
+/// of order, so that an in-order segment inside it needs no TLS work at all. Kept in
+/// [`crate::session::PointState`], beside the TCP state the packet touches anyway.
+/// A window used up to its end (`next == end`) still says how far the fast path
+/// got; [`FastWindow::NONE`] (`end` before `next`) says there is no window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastWindow {
+    pub next: u32,
+    pub end: u32,
+}
+
+impl Default for FastWindow {
+    fn default() -> Self {
+        FastWindow::NONE
+    }
+}
+
+impl FastWindow {
+    pub const NONE: FastWindow = FastWindow { next: 1, end: 0 };
+
+    /// Whether the in-order segment `[seq, seq + len)`, `len > 0`, lies inside.
+    #[inline(always)]
+    pub fn covers(&self, seq: u32, len: u32) -> bool {
+        seq == self.next && crate::tcp::seq_le(seq.wrapping_add(len), self.end)
+    }
+
+    /// How far the fast path got, if there is a window.
+    pub fn reached(&self) -> Option<u32> {
+        crate::tcp::seq_le(self.next, self.end).then_some(self.next)
+    }
+}
+
 /// One direction's stream machinery.
 #[derive(Debug)]
 struct Stream {
@@ -328,7 +361,7 @@ impl TlsPoint {
     ///
     /// Returns the fast-path window `[next, end)` of sequence numbers from `side`
     /// that need no reading (the rest of the current application_data record, with
-    /// nothing held out of order), or `None`. A caller may pass an in-order segment
+    /// nothing held out of order; empty if there is none). A caller may pass an in-order segment
     /// that lies inside it over without calling this at all, as long as it calls
     /// [`TlsPoint::catch_up`] with how far it got before the next call.
     pub fn on_segment(
@@ -336,39 +369,39 @@ impl TlsPoint {
         seg: &Segment<'_>,
         ooo: &mut BufPool,
         msgs: &mut BufPool,
-    ) -> Option<(u32, u32)> {
+    ) -> FastWindow {
         self.follow(seg, ooo, msgs);
         let st = &self.streams[seg.side.index()];
         let left = st.rec.skippable();
         if st.stopped || left == 0 || !st.reasm.is_clear() || !st.prefix.decided {
-            return None;
+            return FastWindow::NONE;
         }
         let next = st.reasm.next_seq();
-        Some((next, next.wrapping_add(u32::from(left))))
+        FastWindow {
+            next,
+            end: next.wrapping_add(u32::from(left)),
+        }
     }
 
     /// The fast path's second half: an in-order segment `payload` at `seq` that ends
-    /// the current application_data record at `off` and starts the next one there.
-    /// If that next record is application_data too and runs past the segment, it is
-    /// accounted for here, without the reassembly and framing machinery, and the new
-    /// fast-path window is returned. Otherwise (`None`), nothing was changed but the
-    /// catch-up to `reached`: the caller takes the full path.
+    /// the current application_data record at `off` and starts the next one there,
+    /// the bytes before `seq` having gone by on the fast path too. If that next
+    /// record is application_data as well and runs past the segment, it is accounted
+    /// for here, without the reassembly and framing machinery, and the new fast-path
+    /// window is returned. Otherwise (`None`) nothing was changed: the caller takes
+    /// the full path.
+    #[inline]
     pub fn fast_header(
         &mut self,
         side: Side,
         ts: Timestamp,
-        reached: u32,
         seq: u32,
         payload: &[u8],
         off: usize,
-    ) -> Option<Option<(u32, u32)>> {
-        self.catch_up(side, reached);
+    ) -> Option<FastWindow> {
         let Self { facts, streams } = self;
         let st = &mut streams[side.index()];
-        let (Some(&[ct, major, minor, l0, l1]), true) = (
-            payload.get(off..off + 5),
-            !st.stopped && st.reasm.is_clear() && st.reasm.next_seq() == seq,
-        ) else {
+        let &[ct, major, minor, l0, l1] = payload.get(off..off + 5)? else {
             return None;
         };
         let len = u16::from_be_bytes([l0, l1]);
@@ -378,17 +411,24 @@ impl TlsPoint {
             || minor > 4
             || len > super::record::MAX_RECORD_BODY
             || usize::from(len) <= after
-            || usize::from(st.rec.skippable()) != off
+            || st.stopped
+            || !st.reasm.is_clear()
         {
             return None;
         }
-        st.rec.consume(off as u16);
+        // Bytes of the current record passed over: the fast path's and this segment's.
+        let passed = seq.wrapping_sub(st.reasm.next_seq()) as usize + off;
         let left = len - after as u16;
-        st.rec.enter_body(ct, len, left);
+        if !st.rec.skip_into_app_record(passed, len, left) {
+            return None;
+        }
         let end = seq.wrapping_add(payload.len() as u32);
         st.reasm.advance_to(end);
         record_seen(facts, side, ts, ct, len);
-        Some(Some((end, end.wrapping_add(u32::from(left)))))
+        Some(FastWindow {
+            next: end,
+            end: end.wrapping_add(u32::from(left)),
+        })
     }
 
     fn follow(&mut self, seg: &Segment<'_>, ooo: &mut BufPool, msgs: &mut BufPool) {
@@ -639,6 +679,7 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
 }
 
 /// A record header: counters, the last record, the log.
+#[inline]
 fn record_seen(f: &mut TlsFacts, side: Side, ts: Timestamp, content_type: u8, len: u16) {
     let dir = &mut f.dirs[side.index()];
     dir.records += 1;

@@ -153,22 +153,33 @@ impl RecordReader {
         }
     }
 
-    /// A record header the caller read itself (the fast path): the reader is now
-    /// inside that record's body, `left` of its `len` bytes to go. Only valid
-    /// between records.
-    pub fn enter_body(&mut self, content_type: u8, len: u16, left: u16) {
-        if self.state != State::Header || self.hdr_len != 0 {
-            return;
+    /// The fast path's header read ([`super::observe::TlsPoint::fast_header`]): the
+    /// current record ends after `passed` more bytes, which go by unread, and the
+    /// next one is an application_data record of `len` bytes whose header the caller
+    /// read itself, `left` of its bytes still to come (`left > 0`). Returns false,
+    /// with nothing changed, unless the rest of the current record is exactly
+    /// `passed` bytes that may be passed over (and not a ChangeCipherSpec, whose end
+    /// [`RecordReader::consume`] must see).
+    #[inline]
+    pub fn skip_into_app_record(&mut self, passed: usize, len: u16, left: u16) -> bool {
+        match self.state {
+            State::Body { content_type, .. }
+                if content_type != content::CHANGE_CIPHER_SPEC
+                    && usize::from(self.skippable()) == passed
+                    && left > 0 =>
+            {
+                self.records += 1;
+                self.record_len = len;
+                self.alert_len = 0;
+                self.peek_len = 0;
+                self.state = State::Body {
+                    content_type: content::APPLICATION_DATA,
+                    left,
+                };
+                true
+            }
+            _ => false,
         }
-        self.records += 1;
-        self.record_len = len;
-        self.alert_len = 0;
-        self.peek_len = 0;
-        self.state = if left == 0 {
-            State::Header
-        } else {
-            State::Body { content_type, left }
-        };
     }
 
     /// The longest handshake message it reassembles.
