@@ -8,7 +8,7 @@
 //!
 //! Sequence comparisons are modulo 2^32 (RFC 9293 section 3.4). Never allocates.
 
-use crate::time::Timestamp;
+use crate::time::{MaybeTimestamp, Timestamp};
 use crate::wire::Packet;
 
 /// A control segment (SYN, FIN or RST) as seen on the wire. 24 bytes: four of them
@@ -53,7 +53,8 @@ pub fn seq_le(a: u32, b: u32) -> bool {
 ///
 /// `repr(C)` with the fields every packet updates first, so that a data segment
 /// touches one cache line of its direction (and the sequence fields of the other
-/// direction, for its ACK); the control-segment events follow.
+/// direction, for its ACK); the control-segment events follow. 176 bytes, no
+/// padding: it is kept twice per session and point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(C)]
 pub struct DirState {
@@ -70,8 +71,9 @@ pub struct DirState {
     /// TCP payload bytes on the wire (from the IP lengths).
     pub payload_bytes: u64,
     pub last_ts: Timestamp,
-    /// Time of the first segment with payload, if any.
-    pub first_data_ts: Option<Timestamp>,
+    /// Time of the first segment with payload, if any (read it through
+    /// [`DirState::first_data_ts`]).
+    first_data: MaybeTimestamp,
     /// The first SYN, FIN and RST, and the last RST: valid when the matching count
     /// says one was seen (read them through [`DirState::syn`] and friends; an
     /// `Option` each would cost 32 bytes per direction for what the counts know).
@@ -82,6 +84,8 @@ pub struct DirState {
     pub syn_count: u16,
     pub fin_count: u16,
     pub rst_count: u16,
+    /// Window scale announced in the SYN.
+    pub wscale: Option<u8>,
     /// Segments carrying sequence space already seen (data, SYN or FIN).
     pub retransmissions: u32,
     /// Segments with payload sent after an RST was seen at this point.
@@ -89,14 +93,16 @@ pub struct DirState {
     /// Acknowledgements this end received for sequence space it sent that the
     /// capture never saw: packets lost at the capture point.
     pub acked_unseen: u32,
-    pub first_ts: Timestamp,
     /// TTL (or hop limit) of the first packet (`ttl_min`, `ttl_max`: the range seen).
     pub ttl_first: u8,
-    /// MSS and window scale announced in the SYN.
-    pub mss: u16,
-    pub wscale: Option<u8>,
     pub sack_permitted: bool,
+    /// MSS announced in the SYN.
+    pub mss: u16,
+    pub first_ts: Timestamp,
 }
+
+// Kept twice per session and point: a new field should find room in the padding.
+const _: () = assert!(std::mem::size_of::<DirState>() == 176);
 
 impl DirState {
     /// Records a segment this end sent. `rst_seen` says whether an RST (from either
@@ -147,8 +153,8 @@ impl DirState {
             }
             self.fin_count = self.fin_count.saturating_add(1);
         }
-        if p.payload_len > 0 && self.first_data_ts.is_none() {
-            self.first_data_ts = Some(ts);
+        if p.payload_len > 0 {
+            self.first_data.get_or_insert(ts);
         }
         if p.payload_len > 0 && rst_seen {
             self.data_after_rst = self.data_after_rst.saturating_add(1);
@@ -196,6 +202,11 @@ impl DirState {
 
     pub fn seen(&self) -> bool {
         self.packets > 0
+    }
+
+    /// Time of the first segment with payload, if any.
+    pub fn first_data_ts(&self) -> Option<Timestamp> {
+        self.first_data.get()
     }
 
     /// The first SYN (from the client) or SYN-ACK (from the server): the first

@@ -7,6 +7,36 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub u64);
 
+/// A capture timestamp that may not have been set: 8 bytes where an
+/// `Option<Timestamp>` takes 16 (it is kept per direction of every session). The
+/// last nanosecond of 2554 (`u64::MAX`) stands for "none"; a capture that claims
+/// that time has it read as unset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MaybeTimestamp(u64);
+
+impl Default for MaybeTimestamp {
+    fn default() -> Self {
+        MaybeTimestamp::NONE
+    }
+}
+
+impl MaybeTimestamp {
+    pub const NONE: MaybeTimestamp = MaybeTimestamp(u64::MAX);
+
+    #[inline]
+    pub fn get(self) -> Option<Timestamp> {
+        (self.0 != u64::MAX).then_some(Timestamp(self.0))
+    }
+
+    /// Sets it to `ts` unless it is set already.
+    #[inline]
+    pub fn get_or_insert(&mut self, ts: Timestamp) {
+        if self.0 == u64::MAX {
+            self.0 = ts.0;
+        }
+    }
+}
+
 /// A span of capture time, in nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Nanos(pub u64);

@@ -604,7 +604,7 @@ fn add_close_evidence(s: &Session, points: &[PointState], ev: &mut EvidenceList)
             let data_before = p
                 .dirs
                 .iter()
-                .any(|dir| dir.first_data_ts.is_some_and(|t| t < rst_ts));
+                .any(|dir| dir.first_data_ts().is_some_and(|t| t < rst_ts));
             ev.push(Evidence::Rst {
                 point,
                 from,
