@@ -8,7 +8,8 @@
 //! - [`tcp`]: per-direction TCP observation;
 //! - [`session`] and [`table`]: sessions per capture point, the bounded flow table
 //!   and its timers;
-//! - [`tls`]: the TLS record layer of one direction (being built, issue 3);
+//! - [`tls`]: TLS observation per point and direction, and its judgement;
+//! - [`correlate`]: what two capture points around a middlebox show together;
 //! - [`verdict`]: classification of an ended session and the verdict record;
 //! - [`worker`]: the per-core state machine that ties the above together.
 //!
@@ -18,6 +19,7 @@
 //! bounded lock-free rings and verdicts from the workers to one exporter.
 
 pub mod capture;
+pub mod correlate;
 pub mod flow;
 pub mod json;
 pub mod pipeline;

@@ -17,6 +17,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
+use crate::correlate::CorrelateConfig;
 use crate::flow::{FlowKey, Side};
 use crate::session::{
     CloseKind, PointId, PointState, Role, Session, MAX_POINTS, TLS_NONE, TLS_UNKNOWN,
@@ -92,6 +93,8 @@ pub struct WorkerConfig {
     /// See [`ClassifyConfig::syn_grace`].
     pub syn_grace: Nanos,
     pub tls: TlsConfig,
+    /// How the points of a two-point run are compared.
+    pub correlate: CorrelateConfig,
 }
 
 impl Default for WorkerConfig {
@@ -103,6 +106,7 @@ impl Default for WorkerConfig {
             linger: Nanos::from_secs(2),
             syn_grace: Nanos::from_secs(3),
             tls: TlsConfig::default(),
+            correlate: CorrelateConfig::default(),
         }
     }
 }
