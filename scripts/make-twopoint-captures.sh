@@ -3,7 +3,98 @@
 # tests/captures/twopoint/: for each scenario NAME.inside.pcap (the firewall's interface
 # facing the client) and NAME.outside.pcap (its interface facing the server).
 #
-# HEADER-PLACEHOLDER
+# Three network namespaces, addresses from 198.18.0.0/15 (RFC 2544 benchmarking range)
+# only, joined by two veth pairs that are created inside the namespaces (nothing is
+# created, changed or filtered in the root namespace):
+#   twfw-c  (client)    twfwc0  198.18.5.1/24  02:00:00:00:05:01  default via 198.18.5.2
+#   twfw-fw (firewall)  twfwi0  198.18.5.2/24  02:00:00:00:05:02  "inside", faces the client
+#                       twfwo0  198.18.6.1/24  02:00:00:00:06:01  "outside", faces the server
+#   twfw-s  (server)    twfws0  198.18.6.2/24  02:00:00:00:06:02  default via 198.18.6.1
+# twfw-fw forwards (net.ipv4.ip_forward=1 there only). MTU 1500 and gso_max_segs 1 on
+# every veth end (as in make-tls-captures.sh: wire-sized segments); static neighbour
+# entries (no ARP); IPv6 off (no ND/MLD). iptables rules exist only in twfw-fw and are
+# flushed before and after each scenario. All three namespaces are deleted on exit, on
+# error and on SIGINT/SIGTERM.
+#
+# tcpdump runs inside twfw-fw on both interfaces: NAME.inside.pcap (twfwi0) and
+# NAME.outside.pcap (twfwo0). A forwarded packet is in both files, with its TTL one
+# lower on the far side; a packet the firewall makes itself (a forged RST, or anything
+# mitmproxy sends) is in one file only, with TTL 64.
+#
+# The client's source port is fixed per scenario (ip_local_port_range "P P" in twfw-c).
+# mitmproxy's outside legs get ports from ten per scenario, 41000 + 10 * (P - 40500)
+# + 0..9 (ip_local_port_range in twfw-fw; with a single port, mitmproxy's retry in
+# mitm-tls13-mtls failed with EADDRNOTAVAIL).
+#   40501 fw-pass-tls13             plain forwarding; s_server -tls1_3 -WWW, s_client
+#                                   -tls1_3: GET, answer, close_notify both ways
+#   40502 fw-reset-sni              iptables in twfw-fw: FORWARD -m string --string
+#                                   server.test --algo bm -j REJECT --reject-with
+#                                   tcp-reset: the ClientHello is dropped and an RST is
+#                                   forged toward the client. The server (Python ssl,
+#                                   TLS 1.3) sees the handshake and nothing else; after
+#                                   2 s without a ClientHello it closes (FIN), and the
+#                                   client's kernel answers that FIN with an RST
+#   40503 fw-reset-established-tls  Python client and server, TLS 1.3, HTTP/1.1
+#                                   keep-alive: GET /one, answer; then the script inserts
+#                                   REJECT --reject-with tcp-reset for the client's data
+#                                   segments of this connection; GET /two is dropped and
+#                                   an RST forged toward the client; the server closes
+#                                   after 2 s idle (FIN), the client's kernel RSTs
+#   40504 fw-reset-established-http same over plain HTTP on port 80, the rule set from
+#                                   the start: -m string --string "GET /blocked"
+#   40505 mitm-tls13-ok             mitmproxy (transparent) intercepts; Python client,
+#                                   TLS 1.3, trusts mitmproxy's CA: GET, answer, the
+#                                   client's close_notify; Python server
+#   40506 mitm-downgrade-tls12      same, client offers TLS 1.3 and 1.2; mitmproxy runs
+#                                   with tls_version_client_max=TLS1_2: 1.2 inside,
+#                                   1.3 outside
+#   40507 mitm-tls12-client-rejects s_client -tls1_2 trusts only the real test CA:
+#                                   rejects mitmproxy's certificate (unknown_ca)
+#   40508 mitm-tls13-client-rejects same, TLS 1.3
+#   40509 mitm-tls12-mtls           s_server -tls1_2 -Verify 1; s_client has a client
+#                                   certificate and trusts mitmproxy's CA. mitmproxy asks
+#                                   for no certificate inside and sends none outside:
+#                                   the server fails the handshake; mitmproxy completes
+#                                   the inside handshake anyway and answers 502
+#   40510 mitm-tls13-mtls           same, TLS 1.3 (s_server -naccept 2: mitmproxy
+#                                   connects a second time for the request). mitmproxy
+#                                   never answers the request: the client gives up after
+#                                   3 s (timeout(1) sends SIGTERM to s_client)
+#   40511 mitm-upstream-tls10       s_server -tls1 (TLS 1.0 only); mitmproxy's upstream
+#                                   minimum is TLS 1.2: protocol_version outside, 502
+#                                   inside
+#   40512 mitm-upstream-cipher      s_server -tls1_2 -cipher ECDHE-ARIA128-GCM-SHA256,
+#                                   which mitmproxy's upstream cipher list lacks:
+#                                   handshake_failure outside, 502 inside
+# (A 3DES-only server was the first idea for the cipher case; Debian's OpenSSL 3.0 has
+# no DES-CBC3-SHA even at @SECLEVEL=0, so ARIA is used.)
+#
+# mitmproxy: mitmdump --mode transparent --showhost --listen-host 198.18.5.2
+# --listen-port 8080 --set confdir=TMP --set ssl_verify_upstream_trusted_ca=ca.pem, in
+# twfw-fw, with iptables -t nat PREROUTING -i twfwi0 -p tcp --dport 443 -j REDIRECT
+# --to-ports 8080. It is started per scenario, after the server, and stopped with
+# SIGINT 1 s after the client and the server have exited. It makes its CA
+# (CN=mitmproxy, O=mitmproxy) in confdir the first time it starts; the client scenarios
+# that trust the proxy use that file. It is installed from PyPI into a venv ($VENV,
+# default /opt/tapwatch-venv; version $MITMPROXY_SPEC, default mitmproxy==11.0.2, the
+# newest release that installs on Debian 12's Python 3.11).
+#
+# Keys and certificates are generated fresh in a temporary directory on each run, with
+# the same layout as make-tls-captures.sh: CA "tapwatch test CA" (RSA 3072),
+# server.test (RSA 2048, SAN DNS:server.test, sent with the CA certificate) and
+# client.test (RSA 2048, clientAuth), both signed by that CA.
+#
+# Outputs: tests/captures/twopoint/NAME.inside.pcap and NAME.outside.pcap (tcpdump -s 0
+# -U --immediate-mode: Ethernet, microsecond pcap). If KEYLOG_DIR is set, the TLS
+# secrets of each scenario (NSS key log format, from the client, the server and
+# mitmproxy, which logs both of its legs) are kept there as NAME.keys; they are never
+# written to OUT. For each capture, every frame is printed (source, destination, TTL,
+# TCP flags, payload length, TLS record types / alerts / lengths), with the addresses
+# written as C, S, FWi and FWo. tests/captures/twopoint/README.md describes them.
+#
+# Usage: scripts/make-twopoint-captures.sh [SCENARIO...]   (default: all, in the order above)
+# Needs root. Installs what is missing (install_deps below): tcpdump, tshark, openssl,
+# iptables, iproute2, python3-venv from Debian's packages, mitmproxy from PyPI.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -210,7 +301,9 @@ echo "$ME: $(ip -n "$NS_F" -d link show "$IF_I" | grep -o 'mtu [0-9]*' | head -1
 #   SRV     server command (run in twfw-s, cwd = the -WWW directory)
 #   CLI     client command (run in twfw-c)
 #   CLI_IN  bytes for the client's stdin (printf %b format); empty: /dev/null
-#   EXPECT  ok = the client must exit 0; fail = it must exit non-zero
+#   EXPECT  ok = the client must exit 0; fail = it must exit non-zero; timeout = it
+#           must still be running after CLI_TIMEOUT seconds (default 20), when
+#           timeout(1) sends it SIGTERM
 # With FW=mitm the firewall's own source ports (mitmproxy's outside legs) come from ten
 # ports per scenario: 41000 + 10 * (CPORT - 40500) + 0..9 (ip_local_port_range in
 # twfw-fw; a single port would make a retry by mitmproxy fail with EADDRNOTAVAIL).
@@ -225,7 +318,7 @@ CCERT=(-cert "$PKI/client.pem" -key "$PKI/client.key")
 
 define() { # $1 = scenario name; $2 = key log file stem
     local k=$2
-    CLI_IN= EXPECT=fail SPORT=443 FW=mitm MITM_OPTS=()
+    CLI_IN= EXPECT=fail SPORT=443 FW=mitm MITM_OPTS=() CLI_TIMEOUT=20
     S_ACCEPT=(-accept "$IP_S:443")
     S_CONNECT=(-connect "$IP_S:443")
     PYS=("$PY" "$PEER" server --host "$IP_S" --port 443 --idle 2
@@ -272,7 +365,10 @@ define() { # $1 = scenario name; $2 = key log file stem
         CLI=("${S_CLIENT[@]}" "${S_CONNECT[@]}" -tls1_2 -CAfile "$MITM_CA" "${CCERT[@]}" -keylogfile "$k.c") ;;
     mitm-tls13-mtls)
         CPORT=40510 CLI_IN=$GET
-        SRV=("${S_SERVER[@]}" "${S_ACCEPT[@]}" -tls1_3 "${MTLS[@]}" -keylogfile "$k.s")
+        # mitmproxy connects twice (a retry for the request): the later -naccept wins.
+        # It then never answers the request: the client gives up after 3 s.
+        EXPECT=timeout CLI_TIMEOUT=3
+        SRV=("${S_SERVER[@]}" -naccept 2 "${S_ACCEPT[@]}" -tls1_3 "${MTLS[@]}" -keylogfile "$k.s")
         CLI=("${S_CLIENT[@]}" "${S_CONNECT[@]}" -tls1_3 -CAfile "$MITM_CA" "${CCERT[@]}" -keylogfile "$k.c") ;;
     mitm-upstream-tls10)
         CPORT=40511 CLI_IN=$GET
@@ -356,14 +452,15 @@ wait_listen() { # $1 = namespace, $2 = port, $3 = pid, $4 = log
 }
 
 # Per frame: number, source, destination, TTL, TCP flags, payload length, then per TLS
-# record content type / handshake type / alert level / alert description / record length.
+# record content type / opaque type / handshake type / alert level / alert description /
+# record length (several records in one frame are joined with "/").
 tshark_view() { # $1 = pcap
     tshark -n -o tcp.reassemble_out_of_order:TRUE -r "$1" -T fields -E occurrence=a -E aggregator=/ \
         -e frame.number -e ip.src -e tcp.srcport -e ip.dst -e tcp.dstport -e ip.ttl \
         -e tcp.flags.str -e tcp.len -e tls.record.content_type -e tls.record.opaque_type -e tls.handshake.type \
         -e tls.alert_message.level -e tls.alert_message.desc -e tls.record.length \
-        2>/dev/null | sed -e "s/\b$IP_C\b/C/g" -e "s/\b$IP_S\b/S/g" \
-                          -e "s/\b$IP_I\b/FWi/g" -e "s/\b$IP_O\b/FWo/g" || true
+        2>/dev/null | sed -e "s/\b${IP_C//./\\.}\b/C/g" -e "s/\b${IP_S//./\\.}\b/S/g" \
+                          -e "s/\b${IP_I//./\\.}\b/FWi/g" -e "s/\b${IP_O//./\\.}\b/FWo/g" || true
 }
 
 record() { # $1 = scenario name
@@ -402,10 +499,10 @@ record() { # $1 = scenario name
 
     # In the background + wait, so that an INT/TERM is handled at once (cleanup trap).
     if [ -n "$CLI_IN" ]; then
-        (trap - EXIT INT TERM; printf '%b' "$CLI_IN" | timeout 20 ip netns exec "$NS_C" "${CLI[@]}") \
+        (trap - EXIT INT TERM; printf '%b' "$CLI_IN" | timeout "$CLI_TIMEOUT" ip netns exec "$NS_C" "${CLI[@]}") \
             >"$dir/client.log" 2>&1 &
     else
-        timeout 20 ip netns exec "$NS_C" "${CLI[@]}" >"$dir/client.log" 2>&1 </dev/null &
+        timeout "$CLI_TIMEOUT" ip netns exec "$NS_C" "${CLI[@]}" >"$dir/client.log" 2>&1 </dev/null &
     fi
     local cli=$!
     PIDS+=("$cli")
@@ -441,7 +538,10 @@ record() { # $1 = scenario name
     fw_reset
 
     local verdict=as-expected
-    if [ "$rc" -eq 124 ] || [ "$srv_rc" -eq 124 ]; then
+    if [ "$EXPECT" = timeout ]; then
+        [ "$rc" -eq 124 ] || verdict="UNEXPECTED: the client did not time out (exit $rc)"
+        [ "$srv_rc" -ne 124 ] || verdict="TIMEOUT (server)"
+    elif [ "$rc" -eq 124 ] || [ "$srv_rc" -eq 124 ]; then
         verdict="TIMEOUT (client $rc, server $srv_rc)"
     elif [ "$EXPECT" = ok ] && [ "$rc" -ne 0 ]; then
         verdict="UNEXPECTED: client failed (exit $rc)"
