@@ -10,8 +10,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use engine::capture::CaptureReader;
+use engine::clock::{self, ClockConfig, ClockEstimate, Method};
+use engine::correlate::CorrelateConfig;
 use engine::pipeline::{self, Overflow, PipelineConfig, Progress, ReplayReport, ReplaySource};
-use engine::session::MAX_POINTS;
+use engine::session::{PointId, MAX_POINTS};
 use engine::time::Nanos;
 use engine::tls::TlsConfig;
 use engine::worker::WorkerConfig;
@@ -85,6 +87,25 @@ struct ReplayArgs {
     #[arg(long)]
     no_tls: bool,
 
+    /// Correct the clocks of the capture points against the client-side point's:
+    /// `auto` estimates each point's offset from packets seen at both points (the
+    /// default), `none` corrects nothing, `NAME=SECONDS` gives how far point NAME's
+    /// clock is ahead (`outside=-0.250`: 250 ms behind). NAME=SECONDS may be
+    /// repeated, and overrides `auto` or `none` for that point.
+    #[arg(long, value_name = "auto|none|NAME=SECONDS", value_parser = parse_clock_offset)]
+    clock_offset: Vec<ClockOffsetArg>,
+
+    /// The capture point on the clients' side of the middlebox: the reference clock,
+    /// and the inside of the comparison between points. Default: the first point.
+    #[arg(long, value_name = "NAME")]
+    client_side: Option<String>,
+
+    /// How far apart in capture time (after clock correction) the copies of a reset
+    /// or FIN at two points may be and still match: milliseconds (`50`, `2.5`) or a
+    /// duration (`50ms`, `1s`).
+    #[arg(long, value_name = "MS", default_value = "50", value_parser = parse_millis)]
+    match_window: Nanos,
+
     /// Write verdicts (JSON lines) here instead of standard output.
     #[arg(short, long, value_name = "PATH")]
     output: Option<PathBuf>,
@@ -140,6 +161,128 @@ fn parse_duration(s: &str) -> Result<Nanos, String> {
         .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 120s, 2m, 500ms, 1.5)"))
 }
 
+/// Like [`parse_duration`], but a plain number counts milliseconds.
+fn parse_millis(s: &str) -> Result<Nanos, String> {
+    if let Ok(ms) = s.parse::<f64>() {
+        if ms.is_finite() && ms >= 0.0 {
+            return Ok(Nanos((ms * 1e6).round() as u64));
+        }
+        return Err(format!("invalid milliseconds {s:?}"));
+    }
+    humantime::parse_duration(s)
+        .map(|d| Nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 50, 2.5, 50ms, 1s)"))
+}
+
+/// One `--clock-offset` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ClockOffsetArg {
+    Auto,
+    None,
+    /// Point `name`'s clock is `offset_ns` ahead of the client side's.
+    Given {
+        name: String,
+        offset_ns: i64,
+    },
+}
+
+fn parse_clock_offset(s: &str) -> Result<ClockOffsetArg, String> {
+    match s {
+        "auto" => return Ok(ClockOffsetArg::Auto),
+        "none" => return Ok(ClockOffsetArg::None),
+        _ => {}
+    }
+    let Some((name, secs)) = s.split_once('=').filter(|(n, _)| !n.is_empty()) else {
+        return Err(format!(
+            "invalid clock offset {s:?}: expected auto, none or NAME=SECONDS (e.g. outside=-0.250)"
+        ));
+    };
+    let ns = secs
+        .parse::<f64>()
+        .ok()
+        .map(|v| (v * 1e9).round())
+        // Within the i64 range of nanoseconds (292 years).
+        .filter(|ns| ns.is_finite() && ns.abs() < 9.2e18)
+        .ok_or_else(|| {
+            format!(
+                "invalid clock offset {s:?}: SECONDS must be signed decimal seconds (e.g. -0.250)"
+            )
+        })?;
+    Ok(ClockOffsetArg::Given {
+        name: name.to_string(),
+        offset_ns: ns as i64,
+    })
+}
+
+/// The index of point `name` for flag `flag`, or an error naming the points.
+fn point_index(names: &[String], name: &str, flag: &str) -> Result<usize> {
+    names.iter().position(|n| n == name).with_context(|| {
+        format!(
+            "{flag}: there is no capture point {name:?}; the points are {}",
+            names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// Each point's clock offset from the client side's (`reference`), as the
+/// `--clock-offset` values say: given, estimated (`auto`, the default) or none.
+fn clock_offsets(
+    specs: &[ClockOffsetArg],
+    names: &[String],
+    reference: usize,
+    captures: &[&[u8]],
+) -> Result<(summary::ClockMode, Vec<ClockEstimate>)> {
+    let mut mode = None;
+    let mut given = vec![None; names.len()];
+    for spec in specs {
+        let (name, offset_ns) = match spec {
+            ClockOffsetArg::Given { name, offset_ns } => (name, *offset_ns),
+            ClockOffsetArg::Auto | ClockOffsetArg::None => {
+                let this = match spec {
+                    ClockOffsetArg::None => summary::ClockMode::None,
+                    _ => summary::ClockMode::Auto,
+                };
+                if mode.is_some_and(|m| m != this) {
+                    bail!("--clock-offset auto and --clock-offset none exclude each other");
+                }
+                mode = Some(this);
+                continue;
+            }
+        };
+        let i = point_index(names, name, "--clock-offset")?;
+        if i == reference {
+            bail!(
+                "--clock-offset: {name:?} is the client-side point, the reference clock: \
+                 its offset is 0 (choose another with --client-side)"
+            );
+        }
+        if given[i].replace(offset_ns).is_some() {
+            bail!("--clock-offset: point {name:?} is given twice");
+        }
+    }
+    let mode = mode.unwrap_or(summary::ClockMode::Auto);
+    let estimate = mode == summary::ClockMode::Auto
+        && (0..names.len()).any(|i| i != reference && given[i].is_none());
+    let estimated = if estimate {
+        clock::estimate(captures, reference, &ClockConfig::default())
+    } else {
+        Vec::new()
+    };
+    let clocks = (0..names.len())
+        .map(|i| match (i == reference, given[i], estimated.get(i)) {
+            (true, _, _) => ClockEstimate::REFERENCE,
+            (false, Some(ns), _) => ClockEstimate::fixed(ns, Method::Given),
+            (false, None, Some(e)) => *e,
+            (false, None, None) => ClockEstimate::OFF,
+        })
+        .collect();
+    Ok((mode, clocks))
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -187,6 +330,23 @@ fn replay(args: ReplayArgs) -> Result<i32> {
         captures.push(MappedCapture::open(&path)?);
         names.push(name);
     }
+    let client_side = match &args.client_side {
+        Some(name) => point_index(&names, name, "--client-side")?,
+        None => 0,
+    };
+    let data: Vec<&[u8]> = captures.iter().map(MappedCapture::bytes).collect();
+    let (clock_mode, clocks) = clock_offsets(&args.clock_offset, &names, client_side, &data)?;
+    for (name, c) in names.iter().zip(&clocks) {
+        if c.method == Method::NoMatch {
+            eprintln!(
+                "tapwatch: warning: no packet was seen at both point {name} and the client side \
+                 ({}) in the first {} frames of each: the clock of {name} is not corrected \
+                 (give --clock-offset {name}=SECONDS if it differs)",
+                names[client_side],
+                ClockConfig::default().max_frames
+            );
+        }
+    }
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -212,6 +372,10 @@ fn replay(args: ReplayArgs) -> Result<i32> {
                 enabled: !args.no_tls,
                 ..TlsConfig::default()
             },
+            correlate: CorrelateConfig {
+                client_side: PointId(client_side as u8),
+                window: args.match_window,
+            },
             ..WorkerConfig::default()
         },
         overflow: Overflow::Wait,
@@ -228,9 +392,11 @@ fn replay(args: ReplayArgs) -> Result<i32> {
     let sources: Vec<ReplaySource<'_>> = captures
         .iter()
         .zip(&names)
-        .map(|(c, n)| ReplaySource {
+        .zip(&clocks)
+        .map(|((c, n), clock)| ReplaySource {
             name: n.clone(),
             data: c.bytes(),
+            clock_offset: clock.offset_ns,
         })
         .collect();
     let total_bytes: u64 = captures.iter().map(|c| c.bytes().len() as u64).sum();
@@ -275,7 +441,15 @@ fn replay(args: ReplayArgs) -> Result<i32> {
             captures[*point].path.display()
         );
     }
-    let summary = summary::Summary::new(&report, &names, &captures, elapsed, workers);
+    let points = summary::Points {
+        names: &names,
+        captures: &captures,
+        client_side,
+        match_window: args.match_window,
+        clock_mode,
+        clocks: &clocks,
+    };
+    let summary = summary::Summary::new(&report, &points, elapsed, workers);
     if !args.quiet {
         summary.print(&mut io::stderr().lock());
     }
@@ -370,4 +544,38 @@ fn synth(args: SynthArgs) -> Result<i32> {
         args.output.display()
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_clock_offset_exact_nanoseconds() {
+        let given = |s: &str| match parse_clock_offset(s) {
+            Ok(ClockOffsetArg::Given { name, offset_ns }) => (name, offset_ns),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(given("outside=-0.250"), ("outside".into(), -250_000_000));
+        assert_eq!(given("b=3.7"), ("b".into(), 3_700_000_000));
+        assert_eq!(given("b=+1"), ("b".into(), 1_000_000_000));
+        assert_eq!(given("b=0.000000001"), ("b".into(), 1));
+        assert_eq!(given("b=-86400.000437"), ("b".into(), -86_400_000_437_000));
+        assert_eq!(parse_clock_offset("auto"), Ok(ClockOffsetArg::Auto));
+        assert_eq!(parse_clock_offset("none"), Ok(ClockOffsetArg::None));
+        for bad in ["", "=1", "b=", "b=x", "b=1e19", "b=NaN", "b=inf", "later"] {
+            assert!(parse_clock_offset(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn test_parse_millis() {
+        assert_eq!(parse_millis("50"), Ok(Nanos::from_millis(50)));
+        assert_eq!(parse_millis("2.5"), Ok(Nanos(2_500_000)));
+        assert_eq!(parse_millis("50ms"), Ok(Nanos::from_millis(50)));
+        assert_eq!(parse_millis("1s"), Ok(Nanos::from_secs(1)));
+        for bad in ["-1", "NaN", "inf", "", "soon"] {
+            assert!(parse_millis(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -7,11 +7,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use engine::clock::{ClockConfig, ClockEstimate};
 use engine::pipeline::{Progress, ReplayReport};
+use engine::time::Nanos;
 use engine::verdict::{EndReason, Verdict};
 use serde_json::{json, Map, Value};
 
 use crate::input::MappedCapture;
+
+/// `--clock-offset` for the points not given an offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockMode {
+    /// Estimate each point's offset (the default).
+    Auto,
+    /// Correct nothing.
+    None,
+}
+
+impl ClockMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClockMode::Auto => "auto",
+            ClockMode::None => "none",
+        }
+    }
+}
+
+/// The capture points of the run and how they are set against each other.
+#[derive(Debug)]
+pub struct Points<'a> {
+    pub names: &'a [String],
+    pub captures: &'a [MappedCapture],
+    /// Index of the client-side point: the reference clock.
+    pub client_side: usize,
+    pub match_window: Nanos,
+    pub clock_mode: ClockMode,
+    /// Per point, its clock offset from the client side's.
+    pub clocks: &'a [ClockEstimate],
+}
 
 /// Everything the run counted, ready to print or serialise.
 #[derive(Debug)]
@@ -22,11 +55,11 @@ pub struct Summary {
 impl Summary {
     pub fn new(
         report: &ReplayReport<io::Error>,
-        names: &[String],
-        captures: &[MappedCapture],
+        run: &Points<'_>,
         elapsed: Duration,
         workers: usize,
     ) -> Summary {
+        let (names, captures) = (run.names, run.captures);
         let secs = elapsed.as_secs_f64().max(1e-9);
         let mut points = Map::new();
         let mut frames = 0;
@@ -67,6 +100,22 @@ impl Summary {
             .collect();
         let drops: u64 = report.points.iter().map(|p| p.ring_full_drops).sum();
         let waits: u64 = report.points.iter().map(|p| p.ring_full_waits).sum();
+        let clocks: Map<String, Value> = names
+            .iter()
+            .zip(run.clocks)
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    json!({
+                        "offset_ns": c.offset_ns,
+                        "offset_ms": c.offset_ns as f64 / 1e6,
+                        "samples": c.samples,
+                        "spread_ns": c.spread_ns,
+                        "method": c.method.as_str(),
+                    }),
+                )
+            })
+            .collect();
         let json = json!({
             "frames": frames,
             "tcp_packets": tcp,
@@ -98,6 +147,16 @@ impl Summary {
             "waits": {
                 "dispatch_ring_full": waits,
                 "record_ring_full": report.record_waits,
+            },
+            "clock": {
+                "reference": names.get(run.client_side),
+                "mode": run.clock_mode.as_str(),
+                "max_frames": ClockConfig::default().max_frames,
+                "points": clocks,
+            },
+            "correlate": {
+                "client_side": names.get(run.client_side),
+                "match_window_ms": run.match_window.0 as f64 / 1e6,
             },
             "first_ts": report.first_ts.map(|t| t.to_string()),
             "last_ts": report.last_ts.map(|t| t.to_string()),
@@ -158,6 +217,9 @@ impl Summary {
                 }
             )?;
         }
+        if let Some(line) = clock_line(&j["clock"]) {
+            writeln!(out, "  clock: {line}")?;
+        }
         writeln!(
             out,
             "  sessions: {} (peak held at once: {}, the sum of each worker's peak)",
@@ -190,6 +252,33 @@ impl Summary {
             }
         )
     }
+}
+
+/// The clock correction of each point but the reference, in one line; `None` with
+/// a single point.
+fn clock_line(clock: &Value) -> Option<String> {
+    let points = clock["points"].as_object()?;
+    if points.len() < 2 {
+        return None;
+    }
+    let reference = clock["reference"].as_str().unwrap_or("?");
+    let mut parts = vec![format!("reference {reference} (client side)")];
+    for (name, c) in points {
+        let ms = c["offset_ms"].as_f64().unwrap_or(0.0);
+        let method = c["method"].as_str().unwrap_or("?");
+        parts.push(match method {
+            "reference" => continue,
+            "handshake" | "segments" => format!(
+                "{name} {ms:+.3} ms, estimated from {} packets seen at both ({method}), spread {:.3} ms",
+                c["samples"],
+                c["spread_ns"].as_f64().unwrap_or(0.0) / 1e6
+            ),
+            "given" => format!("{name} {ms:+.3} ms (given)"),
+            "no_match" => format!("{name} not corrected (no packet seen at both points)"),
+            _ => format!("{name} not corrected (--clock-offset none)"),
+        });
+    }
+    Some(parts.join("; "))
 }
 
 /// Draws a progress bar from the pipeline's counters until `done`.

@@ -5,6 +5,8 @@
 //! - [`capture`]: capture-file framing (pcap, pcapng) over a byte slice;
 //! - [`wire`]: link, network and TCP decoding of one frame into a [`wire::Packet`];
 //! - [`flow`]: the session key and its symmetric hash;
+//! - [`clock`]: the clock offset between capture points, estimated once before a
+//!   replay from packets seen at both (the pipeline corrects it as it merges them);
 //! - [`tcp`]: per-direction TCP observation;
 //! - [`session`] and [`table`]: sessions per capture point, the bounded flow table
 //!   and its timers;
@@ -19,6 +21,7 @@
 //! bounded lock-free rings and verdicts from the workers to one exporter.
 
 pub mod capture;
+pub mod clock;
 pub mod correlate;
 pub mod flow;
 pub mod json;

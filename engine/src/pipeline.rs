@@ -23,6 +23,7 @@ use std::time::Duration;
 use crossbeam_utils::Backoff;
 
 use crate::capture::{CaptureError, CaptureReader, Frame};
+use crate::clock;
 use crate::flow::worker_for;
 use crate::session::PointId;
 use crate::stats::ReaderStats;
@@ -414,6 +415,10 @@ pub struct ExportReport<E> {
 pub struct ReplaySource<'a> {
     pub name: String,
     pub data: &'a [u8],
+    /// Nanoseconds this point's clock is ahead of the reference point's (see
+    /// [`crate::clock`]); every timestamp of the point is read as `ts - clock_offset`,
+    /// for the merge order and for everything downstream. 0: as captured.
+    pub clock_offset: i64,
 }
 
 /// How a replay went.
@@ -482,7 +487,8 @@ pub fn replay<E: Send>(
                 }
             }
         }
-        let mut merge = Merge::new(readers);
+        let offsets = sources.iter().map(|s| s.clock_offset).collect();
+        let mut merge = Merge::new(readers, offsets);
         let mut consumed_before = 0u64;
         let mut n = 0u64;
         while let Some(next) = merge.next() {
@@ -550,22 +556,27 @@ pub fn replay<E: Send>(
     })
 }
 
-/// Merges several captures by timestamp (ties: the earlier point first). Each
-/// capture keeps its own order; a capture whose timestamps go backwards is followed
-/// as written.
+/// Merges several captures by timestamp, each corrected for its point's clock
+/// offset (ties: the earlier point first). Each capture keeps its own order; a
+/// capture whose timestamps go backwards is followed as written.
 struct Merge<'a> {
     readers: Vec<Option<CaptureReader<'a>>>,
+    /// Per reader: its clock offset ([`ReplaySource::clock_offset`]).
+    offsets: Vec<i64>,
+    /// Per reader: its next frame, timestamp already corrected.
     heads: Vec<Option<Frame<'a>>>,
     /// Bytes consumed by readers that have finished (so `consumed` never goes back).
     finished: u64,
 }
 
 impl<'a> Merge<'a> {
-    fn new(mut readers: Vec<Option<CaptureReader<'a>>>) -> Self {
+    fn new(mut readers: Vec<Option<CaptureReader<'a>>>, mut offsets: Vec<i64>) -> Self {
         let heads = vec![None; readers.len()];
         readers.shrink_to_fit();
+        offsets.resize(readers.len(), 0);
         Merge {
             readers,
+            offsets,
             heads,
             finished: 0,
         }
@@ -585,7 +596,10 @@ impl<'a> Merge<'a> {
             if self.heads[i].is_none() {
                 if let Some(r) = self.readers[i].as_mut() {
                     match r.next() {
-                        Some(Ok(f)) => self.heads[i] = Some(f),
+                        Some(Ok(mut f)) => {
+                            f.ts = clock::correct(f.ts, self.offsets[i]);
+                            self.heads[i] = Some(f);
+                        }
                         Some(Err(e)) => {
                             // The reader stops after an error: count it as finished.
                             self.finished += r.bytes_read() as u64;
@@ -624,6 +638,50 @@ mod tests {
             ..Packet::default()
         };
         PacketMeta::new(Timestamp(1), PointId(0), pkt)
+    }
+
+    /// A capture with one empty frame at each of `ts`.
+    fn capture_at(ts: &[u64]) -> Vec<u8> {
+        let mut w = crate::capture::write::PcapWriter::new(Vec::new(), 1).unwrap();
+        for &t in ts {
+            w.write_frame(Timestamp(t), &[0; 14], 14).unwrap();
+        }
+        w.into_inner()
+    }
+
+    /// The merge orders by corrected time and hands out corrected timestamps; a
+    /// correction past the start of time saturates.
+    #[test]
+    fn test_merge_corrects_clock_offsets() {
+        let (a, b, c) = (
+            capture_at(&[10, 20, 30]),
+            capture_at(&[1_015, 1_025]),
+            capture_at(&[5, 40]),
+        );
+        let readers = [&a, &b, &c]
+            .iter()
+            .map(|d| Some(CaptureReader::new(d).unwrap()))
+            .collect();
+        let mut merge = Merge::new(readers, vec![0, 1_000, -8]);
+        let mut got = Vec::new();
+        while let Some((point, f)) = merge.next() {
+            got.push((point, f.unwrap().ts.0));
+        }
+        assert_eq!(
+            got,
+            [
+                (0, 10),
+                (2, 13),
+                (1, 15),
+                (0, 20),
+                (1, 25),
+                (0, 30),
+                (2, 48)
+            ]
+        );
+        let readers = vec![Some(CaptureReader::new(&b).unwrap())];
+        let mut merge = Merge::new(readers, vec![i64::MAX]);
+        assert_eq!(merge.next().unwrap().1.unwrap().ts, Timestamp(0));
     }
 
     /// With `Overflow::Drop`, a worker that does not keep up loses packets, and every
