@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use engine::capture::CaptureReader;
 use engine::clock::{self, ClockConfig, ClockEstimate, Method};
 use engine::correlate::CorrelateConfig;
+use engine::pairing::PairConfig;
 use engine::pipeline::{self, Overflow, PipelineConfig, Progress, ReplayReport, ReplaySource};
 use engine::session::{PointId, MAX_POINTS};
 use engine::time::Nanos;
@@ -105,6 +106,12 @@ struct ReplayArgs {
     /// duration (`50ms`, `1s`).
     #[arg(long, value_name = "MS", default_value = "50", value_parser = parse_millis)]
     match_window: Nanos,
+
+    /// How long (capture time) a session seen at one of the two points only waits
+    /// for the other leg that a proxy opened for it from its own address (another
+    /// 5-tuple): legs are paired by server endpoint, SNI and time.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pair_window: Nanos,
 
     /// Write verdicts (JSON lines) here instead of standard output.
     #[arg(short, long, value_name = "PATH")]
@@ -379,6 +386,10 @@ fn replay(args: ReplayArgs) -> Result<i32> {
             ..WorkerConfig::default()
         },
         overflow: Overflow::Wait,
+        pairing: PairConfig {
+            window: args.pair_window,
+            ..PairConfig::default()
+        },
         ..PipelineConfig::default()
     };
 

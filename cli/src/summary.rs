@@ -158,6 +158,12 @@ impl Summary {
                 "client_side": names.get(run.client_side),
                 "match_window_ms": run.match_window.0 as f64 / 1e6,
             },
+            "pairing": {
+                "legs_joined": report.export.pairing.joined,
+                "ambiguous": report.export.pairing.ambiguous,
+                "overflow": report.export.pairing.overflow,
+                "peak_held": report.export.pairing.peak_held,
+            },
             "first_ts": report.first_ts.map(|t| t.to_string()),
             "last_ts": report.last_ts.map(|t| t.to_string()),
         });
@@ -219,6 +225,14 @@ impl Summary {
         }
         if let Some(line) = clock_line(&j["clock"]) {
             writeln!(out, "  clock: {line}")?;
+        }
+        let p = &j["pairing"];
+        if p["peak_held"].as_u64().unwrap_or(0) > 0 {
+            writeln!(
+                out,
+                "  proxied legs: {} joined into their client's session (the counts below are per connection, before joining); {} left unpaired as ambiguous; {} left unpaired for lack of room (peak held {})",
+                p["legs_joined"], p["ambiguous"], p["overflow"], p["peak_held"]
+            )?;
         }
         writeln!(
             out,

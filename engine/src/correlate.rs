@@ -30,3 +30,250 @@ impl Default for CorrelateConfig {
         }
     }
 }
+
+use crate::session::{PointState, Role, Session};
+use crate::tcp::SegEvent;
+use crate::time::Timestamp;
+use crate::tls::observe::{Handshake, TlsFacts};
+
+/// What a middlebox did to a control segment that one point saw and the other did
+/// not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tamper {
+    /// Seen only on the receiver's side: the middlebox sent it in the sender's name.
+    Forged,
+    /// Seen only on the sender's side: it reached the middlebox and never left.
+    Absorbed,
+}
+
+impl Tamper {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tamper::Forged => "forged",
+            Tamper::Absorbed => "absorbed",
+        }
+    }
+}
+
+/// An RST or FIN seen at one point with no copy at the other within the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unmatched {
+    /// Where it was seen.
+    pub point: PointId,
+    /// The point where its copy was looked for.
+    pub other: PointId,
+    /// The end it was going to (it carried the other end's address).
+    pub toward: Role,
+    pub tamper: Tamper,
+    /// An RST (else a FIN).
+    pub rst: bool,
+    /// The segment as seen at `point`.
+    pub seg: SegEvent,
+    /// The other point saw this sender's RSTs (or FINs), just not within the window.
+    pub other_count: u16,
+    /// The sender's first packet at `point` came with this TTL (a forged segment
+    /// often carries the middlebox's own initial TTL instead).
+    pub sender_ttl: u8,
+    /// At the other point, the session went on after this segment's time (plus the
+    /// window) as if it had never been sent: forged, the sender kept sending;
+    /// absorbed, the receiver did.
+    pub went_on: bool,
+}
+
+impl Unmatched {
+    /// A sign beyond the missing copy: a forged segment's TTL differs from the
+    /// sender's first packet at that point, or the session went on at the other
+    /// point. Without one, the copy may also have been lost at the other point's
+    /// capture.
+    pub fn confident(&self) -> bool {
+        (self.tamper == Tamper::Forged && self.seg.ttl != self.sender_ttl) || self.went_on
+    }
+}
+
+/// The TLS sessions at the two points are not the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Interception {
+    /// The ClientHello randoms differ.
+    pub client_random: bool,
+    /// The JA4 fingerprints differ (another TLS stack made one of the hellos).
+    pub ja4: bool,
+    /// The leaf certificates differ (SHA-256).
+    pub leaf_cert: bool,
+}
+
+impl Interception {
+    pub fn any(&self) -> bool {
+        self.client_random || self.ja4 || self.leaf_cert
+    }
+}
+
+/// What comparing the two points of one session showed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Comparison {
+    /// The client-side and server-side points (both saw the session).
+    pub points: Option<(PointId, PointId)>,
+    /// RSTs and FINs seen on one side only, in time order.
+    pub unmatched: [Option<Unmatched>; Comparison::CAP],
+    pub nunmatched: u8,
+    pub interception: Interception,
+    /// Negotiated TLS versions (client side, server side), when they differ.
+    pub downgrade: Option<(u16, u16)>,
+    /// The handshake completed at one point and not at the other: (failed, completed).
+    pub failed_leg: Option<(PointId, PointId)>,
+}
+
+impl Comparison {
+    pub const CAP: usize = 4;
+
+    pub fn unmatched(&self) -> impl Iterator<Item = &Unmatched> {
+        self.unmatched[..usize::from(self.nunmatched)]
+            .iter()
+            .flatten()
+    }
+
+    /// A forged RST: the middlebox reset the session in one end's name.
+    pub fn forged_rst(&self) -> Option<&Unmatched> {
+        self.unmatched()
+            .find(|u| u.rst && u.tamper == Tamper::Forged)
+    }
+
+    fn push(&mut self, u: Unmatched) {
+        if usize::from(self.nunmatched) < Self::CAP {
+            self.unmatched[usize::from(self.nunmatched)] = Some(u);
+            self.nunmatched += 1;
+        }
+    }
+}
+
+/// `a` and `b` are within `w` of each other.
+fn near(a: Timestamp, b: Timestamp, w: Nanos) -> bool {
+    a.saturating_sub(b) <= w && b.saturating_sub(a) <= w
+}
+
+/// Compares the client-side and server-side points of one ended session. `tls`
+/// holds each point's TLS facts, judged (empty if TLS was not seen). Returns the
+/// default (nothing) unless both points saw the session.
+pub fn compare(
+    s: &Session,
+    points: &[PointState],
+    tls: &[TlsFacts],
+    cfg: &CorrelateConfig,
+) -> Comparison {
+    let mut out = Comparison::default();
+    let ci = usize::from(cfg.client_side.0).min(points.len().saturating_sub(1));
+    let Some(si) = (0..points.len()).find(|&i| i != ci) else {
+        return out;
+    };
+    let (c, sv) = (&points[ci], &points[si]);
+    if !c.seen() || !sv.seen() {
+        return out;
+    }
+    let (cp, sp) = (PointId(ci as u8), PointId(si as u8));
+    out.points = Some((cp, sp));
+
+    // Every RST and FIN (the first and the last RST of each sender, its first FIN)
+    // looked for at the other point.
+    let mut found: [Option<Unmatched>; 8] = [None; 8];
+    let mut n = 0;
+    for (here, there, hp, tp) in [(c, sv, cp, sp), (sv, c, sp, cp)] {
+        for d in 0..2 {
+            let toward = if s.client.index() == d {
+                Role::Server
+            } else {
+                Role::Client
+            };
+            // On the receiver's side of the middlebox: it sent it; on the sender's
+            // side: the middlebox kept it.
+            let receiver_side = (toward == Role::Client) == (hp == cp);
+            let tamper = if receiver_side {
+                Tamper::Forged
+            } else {
+                Tamper::Absorbed
+            };
+            let mine = &here.dirs[d];
+            let theirs = &there.dirs[d];
+            let went_on = |ev: SegEvent| {
+                let after = ev.ts.saturating_add(cfg.window);
+                match tamper {
+                    Tamper::Forged => theirs.last_ts > after,
+                    Tamper::Absorbed => there.dirs[1 - d].last_ts > after,
+                }
+            };
+            let rsts = [mine.rst(), mine.last_rst().filter(|_| mine.rst_count > 1)];
+            for ev in rsts.into_iter().flatten() {
+                let copies = [theirs.rst(), theirs.last_rst()];
+                let matched = copies
+                    .into_iter()
+                    .flatten()
+                    .any(|e| near(e.ts, ev.ts, cfg.window));
+                if !matched && n < found.len() {
+                    found[n] = Some(Unmatched {
+                        point: hp,
+                        other: tp,
+                        toward,
+                        tamper,
+                        rst: true,
+                        seg: ev,
+                        other_count: theirs.rst_count,
+                        sender_ttl: mine.ttl_first,
+                        went_on: went_on(ev),
+                    });
+                    n += 1;
+                }
+            }
+            if let Some(ev) = mine.fin() {
+                let matched = theirs.fin().is_some_and(|e| near(e.ts, ev.ts, cfg.window));
+                if !matched && n < found.len() {
+                    found[n] = Some(Unmatched {
+                        point: hp,
+                        other: tp,
+                        toward,
+                        tamper,
+                        rst: false,
+                        seg: ev,
+                        other_count: theirs.fin_count,
+                        sender_ttl: mine.ttl_first,
+                        went_on: went_on(ev),
+                    });
+                    n += 1;
+                }
+            }
+        }
+    }
+    let found = &mut found[..n];
+    found.sort_by_key(|u| u.map(|u| (u.seg.ts, !u.rst)));
+    // RSTs first: with more than CAP, the FINs are the ones left out.
+    for u in found.iter().flatten().filter(|u| u.rst) {
+        out.push(*u);
+    }
+    for u in found.iter().flatten().filter(|u| !u.rst) {
+        out.push(*u);
+    }
+
+    let (Some(ct), Some(st)) = (tls.get(ci), tls.get(si)) else {
+        return out;
+    };
+    if let (Some(a), Some(b)) = (ct.client_hello, st.client_hello) {
+        out.interception.client_random = a.random != b.random;
+        out.interception.ja4 = a.ja4.is_some() && b.ja4.is_some() && a.ja4 != b.ja4;
+    }
+    if let (Some(a), Some(b)) = (ct.server_cert, st.server_cert) {
+        out.interception.leaf_cert = a.sha256 != b.sha256;
+    }
+    if let (Some(a), Some(b)) = (ct.version(), st.version()) {
+        if a != b {
+            out.downgrade = Some((a, b));
+        }
+    }
+    let started = |f: &TlsFacts| f.client_hello.is_some();
+    match (ct.handshake, st.handshake) {
+        (Handshake::Complete, h) if h != Handshake::Complete && started(st) => {
+            out.failed_leg = Some((sp, cp));
+        }
+        (h, Handshake::Complete) if h != Handshake::Complete && started(ct) => {
+            out.failed_leg = Some((cp, sp));
+        }
+        _ => {}
+    }
+    out
+}

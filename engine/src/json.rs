@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use crate::correlate::Tamper;
 use crate::flow::Side;
 use crate::session::{PointId, PointState, Role};
 use crate::tcp::{DirState, SegEvent};
@@ -18,11 +19,11 @@ use crate::time::Timestamp;
 use crate::tls::fingerprint::hex;
 use crate::tls::names::{alert_name, cipher_name, version_name, FixedStr};
 use crate::tls::observe::{DirFacts, TlsFacts};
-use crate::verdict::Record;
+use crate::verdict::{Evidence, Record};
 
 /// Version of the record layout (the `schema` field). Bumped with every change of
 /// the fields, added ones included: docs/verdict.schema.json is strict per version.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A minimal JSON object writer over a byte buffer: keys are trusted literals.
 struct Obj<'a> {
@@ -44,6 +45,20 @@ impl<'a> Obj<'a> {
         self.buf.extend_from_slice(k.as_bytes());
         self.buf.extend_from_slice(b"\":");
         self.buf
+    }
+    /// A key from the user (a point name): escaped.
+    fn key_escaped(&mut self, k: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        push_escaped(self.buf, k);
+        self.buf.push(b':');
+        self.buf
+    }
+    /// Any text, escaped.
+    fn text_str(&mut self, k: &str, v: &str) {
+        push_escaped(self.key(k), v);
     }
     fn uint(&mut self, k: &str, v: impl Into<u64>) {
         let b = self.key(k);
@@ -408,6 +423,8 @@ pub fn record_to(buf: &mut Vec<u8>, r: &Record, point_names: &[String]) {
         None => o.raw("pan_end_reason", "null"),
     }
     o.plain_str("end_reason", r.end.as_str());
+    two_points(&mut o, r, &name);
+    pairing(&mut o, r, &name);
     {
         let b = o.key("points");
         b.push(b'{');
@@ -436,6 +453,133 @@ pub fn record_to(buf: &mut Vec<u8>, r: &Record, point_names: &[String]) {
     }
     o.close();
     buf.push(b'\n');
+}
+
+/// The two-point fields: RSTs forged or absorbed by the middlebox, interception,
+/// downgrade and the failed leg (empty lists and nulls unless two points saw the
+/// session).
+fn two_points(o: &mut Obj<'_>, r: &Record, name: &dyn Fn(PointId) -> String) {
+    let c = &r.compare;
+    for (key, tamper) in [
+        ("injected_rst", Tamper::Forged),
+        ("absorbed_rst", Tamper::Absorbed),
+    ] {
+        let b = o.key(key);
+        b.push(b'[');
+        let mut first = true;
+        for u in c.unmatched().filter(|u| u.rst && u.tamper == tamper) {
+            if !first {
+                b.push(b',');
+            }
+            first = false;
+            let mut e = Obj::open(b);
+            e.text_str("point", &name(u.point));
+            e.plain_str("toward", u.toward.as_str());
+            e.ts("ts", u.seg.ts);
+            e.uint("seq", u.seg.seq);
+            e.uint("ttl", u.seg.ttl);
+            match u.seg.ip_id {
+                Some(id) => e.uint("ip_id", id),
+                None => e.raw("ip_id", "null"),
+            }
+            e.plain_str("confidence", if u.confident() { "high" } else { "medium" });
+            let ev = Evidence::Tampered {
+                point: u.point,
+                other: u.other,
+                toward: u.toward,
+                tamper: u.tamper,
+                rst: true,
+                ttl: u.seg.ttl,
+                sender_ttl: u.sender_ttl,
+                confident: u.confident(),
+                other_count: u.other_count,
+            };
+            e.text_str("evidence", &ev.render(name));
+            e.close();
+        }
+        b.push(b']');
+    }
+    let Some((cp, sp)) = c.points else {
+        o.raw("intercepted", "null");
+        o.raw("interception", "null");
+        o.raw("downgrade", "null");
+        o.raw("failed_leg", "null");
+        return;
+    };
+    let (ct, st) = (&r.tls[usize::from(cp.0)], &r.tls[usize::from(sp.0)]);
+    let both_tls = ct.client_hello.is_some() && st.client_hello.is_some()
+        || ct.server_cert.is_some() && st.server_cert.is_some();
+    if !both_tls {
+        o.raw("intercepted", "null");
+        o.raw("interception", "null");
+    } else {
+        let i = c.interception;
+        o.bool("intercepted", i.any());
+        if i.any() {
+            let b = o.key("interception");
+            let mut x = Obj::open(b);
+            x.bool("client_random_differs", i.client_random);
+            x.bool("ja4_differs", i.ja4);
+            x.bool("leaf_cert_differs", i.leaf_cert);
+            let issuer = x.key("leaf_cert_issuer");
+            let mut y = Obj::open(issuer);
+            for (p, f) in [(cp, ct), (sp, st)] {
+                let b = y.key_escaped(&name(p));
+                match f.server_cert.filter(|l| l.parsed) {
+                    Some(l) => push_escaped(b, &String::from_utf8_lossy(l.issuer.as_bytes())),
+                    None => b.extend_from_slice(b"null"),
+                }
+            }
+            y.close();
+            x.close();
+        } else {
+            o.raw("interception", "null");
+        }
+    }
+    match c.downgrade {
+        Some((a, b)) => {
+            let d = o.key("downgrade");
+            let mut x = Obj::open(d);
+            push_escaped(x.key_escaped(&name(cp)), version_name(a));
+            push_escaped(x.key_escaped(&name(sp)), version_name(b));
+            x.close();
+        }
+        None => o.raw("downgrade", "null"),
+    }
+    match c.failed_leg {
+        Some((failed, _)) => o.text_str("failed_leg", &name(failed)),
+        None => o.raw("failed_leg", "null"),
+    }
+}
+
+/// `pairing`: the legs a proxy opened for this session, or null.
+fn pairing(o: &mut Obj<'_>, r: &Record, name: &dyn Fn(PointId) -> String) {
+    let Some(p) = &r.pairing else {
+        o.raw("pairing", "null");
+        return;
+    };
+    let b = o.key("pairing");
+    let mut x = Obj::open(b);
+    x.plain_str("method", "server_sni_time");
+    x.plain_str("confidence", p.confidence.as_str());
+    let server_point = r.compare.points.map(|(_, s)| s).unwrap_or(PointId(1));
+    x.text_str("point", &name(server_point));
+    let legs = x.key("legs");
+    legs.push(b'[');
+    for (i, l) in p.legs().enumerate() {
+        if i > 0 {
+            legs.push(b',');
+        }
+        let mut e = Obj::open(legs);
+        e.plain_str("session_id", format_args!("{:016x}", l.session_id));
+        endpoint(e.key("client"), l.client);
+        e.ts("ts_start", l.first_ts);
+        e.plain_str("verdict", l.verdict.as_str());
+        e.close();
+    }
+    legs.push(b']');
+    x.uint("more_legs", p.more);
+    x.close();
 }
 
 /// Writes one record as a JSON line. `point_names[i]` names point `i`.

@@ -12,6 +12,7 @@
 //!   and its timers;
 //! - [`tls`]: TLS observation per point and direction, and its judgement;
 //! - [`correlate`]: what two capture points around a middlebox show together;
+//! - [`pairing`]: joining the legs of a session a proxy re-originated;
 //! - [`verdict`]: classification of an ended session and the verdict record;
 //! - [`worker`]: the per-core state machine that ties the above together.
 //!
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod correlate;
 pub mod flow;
 pub mod json;
+pub mod pairing;
 pub mod pipeline;
 pub mod session;
 pub mod stats;

@@ -25,6 +25,7 @@ use crossbeam_utils::Backoff;
 use crate::capture::{CaptureError, CaptureReader, Frame};
 use crate::clock;
 use crate::flow::worker_for;
+use crate::pairing::{PairConfig, PairStats, Pairer};
 use crate::session::PointId;
 use crate::stats::ReaderStats;
 use crate::time::{Nanos, Timestamp};
@@ -58,6 +59,9 @@ pub struct PipelineConfig {
     /// workers expire their sessions too.
     pub tick: Nanos,
     pub overflow: Overflow,
+    /// Joining the legs of proxied sessions on the exporter; its `points` and
+    /// `correlate` are taken from `worker`.
+    pub pairing: PairConfig,
 }
 
 impl Default for PipelineConfig {
@@ -70,6 +74,7 @@ impl Default for PipelineConfig {
             record_ring: 1024,
             tick: Nanos::from_secs(1),
             overflow: Overflow::Wait,
+            pairing: PairConfig::default(),
         }
     }
 }
@@ -359,12 +364,28 @@ impl WorkerLoop {
 /// as unwritten) but not draining, so workers never block on a dead sink.
 pub fn run_exporter<E>(
     mut rings: Vec<rtrb::Consumer<Record>>,
+    pairing: PairConfig,
     mut sink: impl FnMut(&Record) -> Result<(), E>,
 ) -> ExportReport<E> {
     let mut report = ExportReport {
         written: 0,
         unwritten: 0,
         error: None,
+        pairing: PairStats::default(),
+    };
+    let mut pairer = Pairer::new(pairing);
+    let mut write = |r: &Record, report: &mut ExportReport<E>| {
+        if report.error.is_none() {
+            match sink(r) {
+                Ok(()) => report.written += 1,
+                Err(e) => {
+                    report.error = Some(e);
+                    report.unwritten += 1;
+                }
+            }
+        } else {
+            report.unwritten += 1;
+        }
     };
     let mut waiter = Waiter::default();
     loop {
@@ -376,21 +397,13 @@ pub fn run_exporter<E>(
             let abandoned = ring.is_abandoned();
             while let Ok(r) = ring.pop() {
                 any = true;
-                if report.error.is_none() {
-                    match sink(&r) {
-                        Ok(()) => report.written += 1,
-                        Err(e) => {
-                            report.error = Some(e);
-                            report.unwritten += 1;
-                        }
-                    }
-                } else {
-                    report.unwritten += 1;
-                }
+                pairer.push(&r, &mut |r| write(r, &mut report));
             }
             all_done &= abandoned;
         }
         if all_done && !any {
+            pairer.finish(&mut |r| write(r, &mut report));
+            report.pairing = pairer.stats;
             return report;
         }
         if any {
@@ -408,6 +421,8 @@ pub struct ExportReport<E> {
     /// Records not written because the sink had failed.
     pub unwritten: u64,
     pub error: Option<E>,
+    /// How the legs of proxied sessions were joined.
+    pub pairing: PairStats,
 }
 
 /// A capture point fed from a capture held in memory.
@@ -454,6 +469,11 @@ pub fn replay<E: Send>(
 ) -> ReplayReport<E> {
     let (mut dispatcher, mut loops) = build(cfg);
     let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
+    let pairing = PairConfig {
+        points: cfg.worker.points,
+        correlate: cfg.worker.correlate,
+        ..cfg.pairing
+    };
     let mut points = vec![ReaderStats::default(); sources.len()];
     let mut errors = Vec::new();
     let mut first_ts = None;
@@ -464,7 +484,7 @@ pub fn replay<E: Send>(
     thread::scope(|scope| {
         let exporter = thread::Builder::new()
             .name("tw-export".into())
-            .spawn_scoped(scope, move || run_exporter(rings, sink))
+            .spawn_scoped(scope, move || run_exporter(rings, pairing, sink))
             .expect("spawn exporter thread");
         let workers: Vec<_> = loops
             .into_iter()
@@ -705,7 +725,7 @@ mod tests {
         assert!(drops > 0, "a stalled worker must cause drops");
         let worker = loops.pop().unwrap();
         let report = thread::scope(|s| {
-            let exporter = s.spawn(|| run_exporter::<()>(rings, |_| Ok(())));
+            let exporter = s.spawn(|| run_exporter::<()>(rings, PairConfig::default(), |_| Ok(())));
             let w = s.spawn(move || worker.run(&[]));
             dispatcher.finish();
             let r = w.join().unwrap();

@@ -5,12 +5,14 @@
 //! Evidence is kept as small `Copy` values, rendered to text by the exporter, so that
 //! ending a session never allocates on a worker.
 
+use crate::correlate::{Comparison, Interception, Tamper};
 use crate::flow::FlowKey;
+use crate::pairing::{Confidence, Pairing};
 use crate::session::{PointId, PointState, Role, Session, MAX_POINTS};
 use crate::tcp::SegEvent;
 use crate::time::{Nanos, Timestamp};
 use crate::tls::judge::{judge, Judgement, MinSizes, NoServerHello, TlsOutcome};
-use crate::tls::names::{alert_name, handshake_type_name};
+use crate::tls::names::{alert_name, handshake_type_name, version_name};
 use crate::tls::observe::{Alert, ClientCert, TlsFacts};
 
 /// Why a session died (docs/verdicts.md).
@@ -22,6 +24,7 @@ pub enum Verdict {
     ServerRejectedClientCertificate,
     HandshakeParameterMismatch,
     NoServerHello,
+    MiddleboxReset,
     ResetByClient,
     ResetByServer,
     Rejected,
@@ -31,13 +34,14 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 12] = [
+    pub const ALL: [Verdict; 13] = [
         Verdict::Ok,
         Verdict::ClientRejectedCertificate,
         Verdict::ClientAbandonedHandshake,
         Verdict::ServerRejectedClientCertificate,
         Verdict::HandshakeParameterMismatch,
         Verdict::NoServerHello,
+        Verdict::MiddleboxReset,
         Verdict::ResetByClient,
         Verdict::ResetByServer,
         Verdict::Rejected,
@@ -55,6 +59,7 @@ impl Verdict {
             Verdict::ServerRejectedClientCertificate => "server_rejected_client_certificate",
             Verdict::HandshakeParameterMismatch => "handshake_parameter_mismatch",
             Verdict::NoServerHello => "no_server_hello",
+            Verdict::MiddleboxReset => "middlebox_reset",
             Verdict::ResetByClient => "reset_by_client",
             Verdict::ResetByServer => "reset_by_server",
             Verdict::Rejected => "rejected",
@@ -79,10 +84,11 @@ pub enum PanReason {
     TcpRstFromClient,
     TcpRstFromServer,
     AgedOut,
+    PolicyDeny,
 }
 
 impl PanReason {
-    pub const ALL: [PanReason; 7] = [
+    pub const ALL: [PanReason; 8] = [
         PanReason::DecryptCertValidation,
         PanReason::DecryptUnsupportParam,
         PanReason::DecryptError,
@@ -90,6 +96,7 @@ impl PanReason {
         PanReason::TcpRstFromClient,
         PanReason::TcpRstFromServer,
         PanReason::AgedOut,
+        PanReason::PolicyDeny,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -101,6 +108,7 @@ impl PanReason {
             PanReason::TcpRstFromClient => "tcp-rst-from-client",
             PanReason::TcpRstFromServer => "tcp-rst-from-server",
             PanReason::AgedOut => "aged-out",
+            PanReason::PolicyDeny => "policy-deny",
         }
     }
 
@@ -237,6 +245,44 @@ pub enum Evidence {
     CloseBeforeRst { point: PointId, from: Role },
     /// Part of a TLS stream was not captured before the handshake ended.
     TlsGap { point: PointId, from: Role },
+    /// Two points: an RST or FIN seen on one side of the middlebox only.
+    Tampered {
+        point: PointId,
+        other: PointId,
+        toward: Role,
+        tamper: Tamper,
+        rst: bool,
+        ttl: u8,
+        /// The sender's first packet at that point came with this TTL.
+        sender_ttl: u8,
+        /// See [`crate::correlate::Unmatched::confident`].
+        confident: bool,
+        /// Such segments the other point saw from the same sender, at other times.
+        other_count: u16,
+    },
+    /// Two points: the TLS sessions at the two points are not the same one.
+    Intercepted {
+        client: PointId,
+        server: PointId,
+        what: Interception,
+    },
+    /// Two points: the legs negotiated different TLS versions.
+    Downgrade {
+        client: PointId,
+        server: PointId,
+        client_version: u16,
+        server_version: u16,
+    },
+    /// Two points: the handshake completed on one leg and not on the other.
+    FailedLeg { failed: PointId, completed: PointId },
+    /// Two points: the server-side entry is a leg a proxy opened from its own
+    /// address, paired by server endpoint, SNI and time.
+    Paired {
+        client: PointId,
+        server: PointId,
+        legs: u16,
+        confidence: Confidence,
+    },
 }
 
 /// The evidence of one verdict: a bounded list.
@@ -255,6 +301,17 @@ impl EvidenceList {
             self.items[usize::from(self.len)] = Some(e);
             self.len += 1;
         }
+    }
+    /// Puts `e` at `at` (or last), dropping the last fact if full.
+    pub fn insert(&mut self, at: usize, e: Evidence) {
+        let at = at.min(usize::from(self.len));
+        if at >= Self::CAP {
+            return;
+        }
+        let end = usize::from(self.len).min(Self::CAP - 1);
+        self.items.copy_within(at..end, at + 1);
+        self.items[at] = Some(e);
+        self.len = (end + 1) as u8;
     }
     pub fn iter(&self) -> impl Iterator<Item = &Evidence> {
         self.items[..usize::from(self.len)].iter().flatten()
@@ -378,6 +435,79 @@ impl Evidence {
                 point(p),
                 from.as_str()
             ),
+            Evidence::Tampered { point: p, other, toward, tamper, rst, ttl, sender_ttl, confident, other_count } => {
+                let what = if rst { "RST" } else { "FIN" };
+                let sender = match toward {
+                    Role::Client => "server",
+                    Role::Server => "client",
+                };
+                let elsewhere = if other_count > 0 {
+                    format!(" (it saw {other_count} at other times)")
+                } else {
+                    String::new()
+                };
+                let unsure = if confident {
+                    String::new()
+                } else {
+                    format!(" (or its copy was lost at {}'s capture)", point(other))
+                };
+                match tamper {
+                    Tamper::Forged => format!(
+                        "{}: {what} toward the {} (TTL {ttl}, the {sender}'s packets came with {sender_ttl}) never seen at {}{elsewhere}: sent by the middlebox in the {sender}'s name{unsure}",
+                        point(p),
+                        toward.as_str(),
+                        point(other)
+                    ),
+                    Tamper::Absorbed => format!(
+                        "{}: {what} from the {sender} never seen at {}{elsewhere}: absorbed by the middlebox{unsure}",
+                        point(p),
+                        point(other)
+                    ),
+                }
+            }
+            Evidence::Intercepted { client, server, what } => {
+                let mut differs = Vec::new();
+                if what.client_random {
+                    differs.push("ClientHello random");
+                }
+                if what.ja4 {
+                    differs.push("JA4");
+                }
+                if what.leaf_cert {
+                    differs.push("leaf certificate");
+                }
+                format!(
+                    "{} and {}: the {} differ: the middlebox intercepts TLS",
+                    point(client),
+                    point(server),
+                    differs.join(", ")
+                )
+            }
+            Evidence::Downgrade { client, server, client_version, server_version } => {
+                let low = if client_version < server_version { client } else { server };
+                format!(
+                    "{} negotiated {}, {} {}: the {} leg was downgraded",
+                    point(client),
+                    version_name(client_version),
+                    point(server),
+                    version_name(server_version),
+                    point(low)
+                )
+            }
+            Evidence::Paired { client, server, legs, confidence } => format!(
+                "{} and {}: a proxy re-originated the session from its own address ({legs} connection(s) at {}), paired by server endpoint{} and time ({} confidence)",
+                point(client),
+                point(server),
+                point(server),
+                if confidence == Confidence::High { ", SNI" } else { "" },
+                confidence.as_str()
+            ),
+            Evidence::FailedLeg { failed, completed } => format!(
+                "the handshake completed at {} and failed at {}: the {} leg failed",
+                point(completed),
+                point(failed),
+                point(failed)
+            ),
         }
     }
 }
@@ -400,6 +530,11 @@ pub struct Record {
     pub points: [PointState; MAX_POINTS],
     /// What TLS showed at each point (`detected` false: nothing).
     pub tls: [TlsFacts; MAX_POINTS],
+    /// What comparing the client-side and the server-side point showed.
+    pub compare: Comparison,
+    /// Set when the server-side point's entry is another leg (another 5-tuple) that
+    /// a proxy opened for this session ([`crate::pairing`]).
+    pub pairing: Option<Pairing>,
 }
 
 impl Record {
@@ -673,12 +808,17 @@ pub fn classify_tls(
     let mut decided: Option<(usize, Judgement)> = None;
     let mut orderly: Option<(usize, Judgement)> = None;
     let mut decisive_alert = None;
+    // With several points, the earliest decisive alert wins: a failure starts on
+    // one leg and the middlebox passes it on (or reacts to it) on the other later.
+    let when = |j: &Judgement| j.decisive.map_or(Timestamp(u64::MAX), |a| a.ts);
     for (i, (f, p)) in tls.iter_mut().zip(points).enumerate() {
         let j = judge(f, p, s.client, ended_by_capture);
-        if decisive_alert.is_none() {
-            decisive_alert = j.decisive.map(|a| (i, a));
+        if let Some(a) = j.decisive {
+            if decisive_alert.is_none_or(|(_, b): (usize, Alert)| a.ts < b.ts) {
+                decisive_alert = Some((i, a));
+            }
         }
-        if j.outcome.is_some() && decided.is_none() {
+        if j.outcome.is_some() && decided.is_none_or(|(_, d)| when(&j) < when(&d)) {
             decided = Some((i, j));
         }
         if j.close_before_rst.is_some() && orderly.is_none() {
@@ -782,5 +922,73 @@ pub fn classify_tls(
             _ => Some(PanReason::TcpFin),
         },
     };
+    (verdict, ev, pan)
+}
+
+/// Refines a verdict with what comparing two points showed (`cmp`): a session that
+/// ended by an RST the middlebox forged becomes `middlebox_reset`; the two-point
+/// facts go into the evidence after the first (deciding) item.
+pub fn apply_comparison(
+    verdict: Verdict,
+    evidence: &EvidenceList,
+    pan: Option<PanReason>,
+    cmp: &Comparison,
+) -> (Verdict, EvidenceList, Option<PanReason>) {
+    let Some((client, server)) = cmp.points else {
+        return (verdict, *evidence, pan);
+    };
+    let mut facts = EvidenceList::default();
+    for u in cmp.unmatched() {
+        facts.push(Evidence::Tampered {
+            point: u.point,
+            other: u.other,
+            toward: u.toward,
+            tamper: u.tamper,
+            rst: u.rst,
+            ttl: u.seg.ttl,
+            sender_ttl: u.sender_ttl,
+            confident: u.confident(),
+            other_count: u.other_count,
+        });
+    }
+    if cmp.interception.any() {
+        facts.push(Evidence::Intercepted {
+            client,
+            server,
+            what: cmp.interception,
+        });
+    }
+    if let Some((client_version, server_version)) = cmp.downgrade {
+        facts.push(Evidence::Downgrade {
+            client,
+            server,
+            client_version,
+            server_version,
+        });
+    }
+    if let Some((failed, completed)) = cmp.failed_leg {
+        facts.push(Evidence::FailedLeg { failed, completed });
+    }
+    let reset = matches!(
+        verdict,
+        Verdict::ResetByClient
+            | Verdict::ResetByServer
+            | Verdict::Rejected
+            | Verdict::NoServerHello
+    );
+    let (verdict, pan) = match cmp.forged_rst() {
+        Some(_) if reset => (Verdict::MiddleboxReset, Some(PanReason::PolicyDeny)),
+        _ => (verdict, pan),
+    };
+    let mut ev = EvidenceList::default();
+    let mut rest = evidence.iter();
+    if verdict != Verdict::MiddleboxReset {
+        if let Some(first) = rest.next() {
+            ev.push(*first);
+        }
+    }
+    for e in facts.iter().chain(rest) {
+        ev.push(*e);
+    }
     (verdict, ev, pan)
 }

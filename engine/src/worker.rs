@@ -17,7 +17,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use crate::correlate::CorrelateConfig;
+use crate::correlate::{self, Comparison, CorrelateConfig};
 use crate::flow::{FlowKey, Side};
 use crate::session::{
     CloseKind, PointId, PointState, Role, Session, MAX_POINTS, TLS_NONE, TLS_UNKNOWN,
@@ -26,7 +26,9 @@ use crate::table::FlowTable;
 use crate::time::{Nanos, Timestamp};
 use crate::tls::observe::{looks_like_tls, FastWindow, Segment, TlsFacts};
 use crate::tls::{TlsConfig, TlsStats, TlsTable};
-use crate::verdict::{classify, classify_tls, ClassifyConfig, EndReason, Record, Verdict};
+use crate::verdict::{
+    apply_comparison, classify, classify_tls, ClassifyConfig, EndReason, Record, Verdict,
+};
 use crate::wire::Packet;
 
 /// A decoded packet on its way to a worker: the wire facts plus where and when it
@@ -385,8 +387,13 @@ impl Worker {
             end,
             EndReason::EndOfInput | EndReason::Evicted | EndReason::PortReused
         );
-        let (v, e, pan_end_reason) =
-            classify_tls(&s, pts, &mut tls[..ntls], by_capture, verdict, &evidence);
+        let (v, e, pan) = classify_tls(&s, pts, &mut tls[..ntls], by_capture, verdict, &evidence);
+        let compare = if pts.len() > 1 {
+            correlate::compare(&s, pts, &tls[..ntls], &self.cfg.correlate)
+        } else {
+            Comparison::default()
+        };
+        let (v, e, pan_end_reason) = apply_comparison(v, &e, pan, &compare);
         (verdict, evidence) = (v, e);
         let mut h = SESSION_ID_STATE.build_hasher();
         h.write(&s.key.lo.addr);
@@ -405,6 +412,8 @@ impl Worker {
             npoints: pts.len() as u8,
             points,
             tls,
+            compare,
+            pairing: None,
         };
         self.stats.verdicts[verdict.index()] += 1;
         self.stats.end_reasons[end.index()] += 1;

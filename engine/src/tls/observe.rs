@@ -216,6 +216,25 @@ impl TlsFacts {
     pub fn is_tls13(&self) -> bool {
         self.version().is_some_and(is_tls13)
     }
+    /// The same facts with the two sides exchanged: for a leg whose flow key puts
+    /// the ends the other way round than the session it is joined to.
+    pub fn swap_sides(&mut self) {
+        let other = |s: Side| s.other();
+        self.client = self.client.map(other);
+        self.dirs.swap(0, 1);
+        for d in &mut self.dirs {
+            if let Some(r) = &mut d.last_record {
+                r.side = r.side.other();
+            }
+        }
+        for a in &mut self.alerts {
+            a.side = a.side.other();
+        }
+        for l in &mut self.log {
+            l.side = l.side.other();
+        }
+    }
+
     /// Application data was sent both ways.
     pub fn data_both_ways(&self) -> bool {
         self.dirs[0].app_records > 0 && self.dirs[1].app_records > 0
