@@ -287,3 +287,36 @@ fn a_zero_pair_window_keeps_legs_apart() {
         .unwrap();
     assert_eq!(outside["verdict"], "server_rejected_client_certificate");
 }
+
+/// One point only: the forged resets still leave marks (`suspect_rst`), reported
+/// with a confidence, never as a verdict.
+#[test]
+fn single_point_signs_of_forged_resets() {
+    let one = |path: &str| {
+        let out = replay(&["--workers", "1", root().join(path).to_str().unwrap()]);
+        assert!(out.status.success());
+        records(&out.stdout)
+    };
+    // The inside capture alone: iptables' RST has TTL 64 where the server's
+    // packets arrive with 63.
+    let rs = one("tests/captures/twopoint/fw-reset-sni.inside.pcap");
+    let r = session(&rs, 40502);
+    assert_eq!(r["verdict"], "no_server_hello");
+    let s = &r["suspect_rst"][0];
+    assert_eq!(s["from"], "server");
+    assert_eq!(s["signs"], serde_json::json!(["ttl"]));
+    assert_eq!(s["confidence"], "medium");
+    assert_eq!(
+        (s["ttl"].as_u64(), s["usual_ttl"].as_u64()),
+        (Some(64), Some(63))
+    );
+    // Zeek's injected-RST trace: an RST with another TTL (46, the server's SYN-ACK
+    // has 49) and the IP ID of the client's SYN.
+    let rs = one("tests/corpus/zeek/rst-inject-rae.pcap");
+    let s = &rs[0]["suspect_rst"][0];
+    assert_eq!(s["confidence"], "high");
+    assert_eq!(s["signs"], serde_json::json!(["ttl", "ip_id_copied"]));
+    // A healthy session that ends with an RST after close_notify: nothing.
+    let rs = one("tests/captures/tls/tls13-ok-rst-after-close-notify.pcap");
+    assert_eq!(rs[0]["suspect_rst"], serde_json::json!([]));
+}

@@ -277,3 +277,153 @@ pub fn compare(
     }
     out
 }
+
+/// Signs, at one point, that an RST was not sent by the end whose address it
+/// carries (a bit set of [`Suspect::signs`]).
+pub mod sign {
+    /// Its TTL differs from the sender's other packets (its SYN or SYN-ACK, else its
+    /// first packet).
+    pub const TTL: u8 = 1;
+    /// The "resetting" end sent data after it: it never reset.
+    pub const DATA_AFTER: u8 = 2;
+    /// Several RSTs from that end with different sequence numbers within 10 ms (a
+    /// forger's burst of guesses).
+    pub const STEPPING: u8 = 4;
+    /// Its sequence number is not the sender's next one.
+    pub const SEQ_OFF: u8 = 8;
+    /// Its IP ID is the one of a packet from the other end (copied by a forger
+    /// that built it from the packet it answers).
+    pub const IPID_COPIED: u8 = 16;
+
+    /// Names, in the order of the bits.
+    pub const NAMES: [(u8, &str); 5] = [
+        (TTL, "ttl"),
+        (DATA_AFTER, "data_after"),
+        (STEPPING, "stepping_seq"),
+        (SEQ_OFF, "seq_off"),
+        (IPID_COPIED, "ip_id_copied"),
+    ];
+
+    /// How much each sign weighs (see [`super::Suspect::confidence`]).
+    pub fn weight(bit: u8) -> u8 {
+        match bit {
+            DATA_AFTER => 3,
+            TTL | STEPPING | IPID_COPIED => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// How sure a single-point suspicion is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Suspicion {
+    Low,
+    Medium,
+    High,
+}
+
+impl Suspicion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suspicion::Low => "low",
+            Suspicion::Medium => "medium",
+            Suspicion::High => "high",
+        }
+    }
+}
+
+/// An RST that one point saw and that shows signs of having been forged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suspect {
+    pub point: PointId,
+    /// The end whose address it carries.
+    pub from: Role,
+    /// [`sign`] bits.
+    pub signs: u8,
+    pub seg: SegEvent,
+    /// The TTL of the sender's other packets (0: none to compare with).
+    pub usual_ttl: u8,
+}
+
+impl Suspect {
+    /// The weights of the signs summed: 4 or more high, 2 or 3 medium, 1 low.
+    pub fn confidence(&self) -> Suspicion {
+        let score: u8 = sign::NAMES
+            .iter()
+            .filter(|(bit, _)| self.signs & bit != 0)
+            .map(|(bit, _)| sign::weight(*bit))
+            .sum();
+        match score {
+            4.. => Suspicion::High,
+            2..=3 => Suspicion::Medium,
+            _ => Suspicion::Low,
+        }
+    }
+}
+
+/// With one point: each end's first RST, at the first point that saw it, if it
+/// shows any [`sign`] of forgery. Indexed by the sender's [`crate::flow::Side`].
+pub fn suspect_rsts(s: &Session, points: &[PointState]) -> [Option<Suspect>; 2] {
+    let mut out = [None; 2];
+    for (d, slot) in out.iter_mut().enumerate() {
+        let Some((i, p, rst)) = points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.dirs[d].rst().map(|e| (i, p, e)))
+            .min_by_key(|(_, _, e)| e.ts)
+        else {
+            continue;
+        };
+        let (me, peer) = (&p.dirs[d], &p.dirs[1 - d]);
+        let usual_ttl = match me.syn() {
+            Some(syn) => syn.ttl,
+            None if me.first_ts < rst.ts => me.ttl_first,
+            None => 0,
+        };
+        let mut signs = 0;
+        if usual_ttl != 0 && rst.ttl != usual_ttl {
+            signs |= sign::TTL;
+        }
+        if me.data_after_rst > 0 {
+            signs |= sign::DATA_AFTER;
+        }
+        // A burst: an end that closed answers each late segment with an RST of its
+        // own (at that segment's ACK), spread over the peer's sends; a forger sends
+        // its guesses at once.
+        let burst = Nanos::from_millis(10);
+        // Seq and seq + 1 is an end resetting before and after its own FIN.
+        let step = |last: SegEvent| !matches!(last.seq.wrapping_sub(rst.seq), 0 | 1 | u32::MAX);
+        if me
+            .last_rst()
+            .is_some_and(|last| step(last) && last.ts.saturating_sub(rst.ts) <= burst)
+        {
+            signs |= sign::STEPPING;
+        }
+        if rst.seq_fit == crate::tcp::SeqFit::Off {
+            signs |= sign::SEQ_OFF;
+        }
+        // Not when the sender's own SYN carried that ID too (a stack, or a test tool,
+        // that sends one constant ID).
+        let own = me.syn().and_then(|e| e.ip_id);
+        let copied = |id: Option<u16>| {
+            id.is_some_and(|id| id != 0 && Some(id) == rst.ip_id && own != Some(id))
+        };
+        if copied(peer.syn().and_then(|e| e.ip_id)) || copied(peer.last_ip_id) {
+            signs |= sign::IPID_COPIED;
+        }
+        if signs != 0 {
+            *slot = Some(Suspect {
+                point: PointId(i as u8),
+                from: if s.client.index() == d {
+                    Role::Client
+                } else {
+                    Role::Server
+                },
+                signs,
+                seg: rst,
+                usual_ttl,
+            });
+        }
+    }
+    out
+}

@@ -425,6 +425,7 @@ pub fn record_to(buf: &mut Vec<u8>, r: &Record, point_names: &[String]) {
     o.plain_str("end_reason", r.end.as_str());
     two_points(&mut o, r, &name);
     pairing(&mut o, r, &name);
+    suspects(&mut o, r, &name);
     {
         let b = o.key("points");
         b.push(b'{');
@@ -550,6 +551,43 @@ fn two_points(o: &mut Obj<'_>, r: &Record, name: &dyn Fn(PointId) -> String) {
         Some((failed, _)) => o.text_str("failed_leg", &name(failed)),
         None => o.raw("failed_leg", "null"),
     }
+}
+
+/// `suspect_rst`: single-point signs of forged RSTs.
+fn suspects(o: &mut Obj<'_>, r: &Record, name: &dyn Fn(PointId) -> String) {
+    let b = o.key("suspect_rst");
+    b.push(b'[');
+    for (i, u) in r.suspect.iter().flatten().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        let mut e = Obj::open(b);
+        e.text_str("point", &name(u.point));
+        e.plain_str("from", u.from.as_str());
+        e.ts("ts", u.seg.ts);
+        e.plain_str("confidence", u.confidence().as_str());
+        let signs = e.key("signs");
+        signs.push(b'[');
+        let mut first = true;
+        for (bit, label) in crate::correlate::sign::NAMES {
+            if u.signs & bit != 0 {
+                if !first {
+                    signs.push(b',');
+                }
+                first = false;
+                push_escaped(signs, label);
+            }
+        }
+        signs.push(b']');
+        e.uint("ttl", u.seg.ttl);
+        if u.usual_ttl == 0 {
+            e.raw("usual_ttl", "null");
+        } else {
+            e.uint("usual_ttl", u.usual_ttl);
+        }
+        e.close();
+    }
+    b.push(b']');
 }
 
 /// `pairing`: the legs a proxy opened for this session, or null.

@@ -381,6 +381,8 @@ fn join(inside: &Record, legs: &[Record], confidence: Confidence, cfg: &PairConf
     r.session.points_seen |= 1 << sp;
     r.session.last_ts = r.session.last_ts.max(last.session.last_ts);
     r.pairing = Some(pairing);
+    // Both legs are now compared: single-point suspicions no longer apply.
+    r.suspect = [None; 2];
 
     // The verdict: the client-side leg's, unless it says nothing went wrong there
     // and the server-side leg failed: then the failure is upstream of the proxy.
@@ -403,11 +405,12 @@ fn join(inside: &Record, legs: &[Record], confidence: Confidence, cfg: &PairConf
             | Verdict::Timeout
             | Verdict::IncompleteCapture
     );
-    let (verdict, evidence, pan) = if upstream_failed && inside_quiet {
+    let (verdict, mut evidence, pan) = if upstream_failed && inside_quiet {
         (last.verdict, last.evidence, last.pan_end_reason)
     } else {
         (inside.verdict, inside.evidence, inside.pan_end_reason)
     };
+    evidence.retain(|e| !matches!(e, Evidence::SuspectRst { .. }));
     let points = &r.points[..usize::from(r.npoints)];
     let tls = &r.tls[..usize::from(r.npoints)];
     let cmp: Comparison = compare(&r.session, points, tls, &cfg.correlate);

@@ -22,6 +22,20 @@ pub struct SegEvent {
     /// Payload length on the wire (saturating at 65,535).
     pub payload_len: u16,
     pub ttl: u8,
+    /// How its sequence number fits what the sender had sent before (RSTs only).
+    pub seq_fit: SeqFit,
+}
+
+/// How an RST's sequence number compares with the sender's next one (`SND.NXT` as
+/// far as the capture knows): a real end resets at it (RFC 9293 3.10.7); an
+/// off-path forger guesses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SeqFit {
+    /// The sender's sequence numbers were not known yet.
+    #[default]
+    Unknown,
+    AtNext,
+    Off,
 }
 
 impl SegEvent {
@@ -33,6 +47,7 @@ impl SegEvent {
             ttl: p.ttl,
             ip_id: p.ip_id,
             payload_len: u16::try_from(p.payload_len).unwrap_or(u16::MAX),
+            seq_fit: SeqFit::Unknown,
         }
     }
 }
@@ -101,6 +116,8 @@ pub struct DirState {
     pub first_ts: Timestamp,
 }
 
+// Kept four times per direction: a new field must fit in its padding.
+const _: () = assert!(std::mem::size_of::<SegEvent>() == 24);
 // Kept twice per session and point: a new field should find room in the padding.
 const _: () = assert!(std::mem::size_of::<DirState>() == 176);
 
@@ -125,7 +142,12 @@ impl DirState {
 
         let f = p.flags;
         if f.rst() {
-            let ev = SegEvent::of(ts, p);
+            let mut ev = SegEvent::of(ts, p);
+            ev.seq_fit = match (self.seq_known, p.seq == self.next_seq) {
+                (false, _) => SeqFit::Unknown,
+                (true, true) => SeqFit::AtNext,
+                (true, false) => SeqFit::Off,
+            };
             if self.rst_count == 0 {
                 self.rst_ev = ev;
             }

@@ -5,7 +5,7 @@
 //! Evidence is kept as small `Copy` values, rendered to text by the exporter, so that
 //! ending a session never allocates on a worker.
 
-use crate::correlate::{Comparison, Interception, Tamper};
+use crate::correlate::{sign, Comparison, Interception, Suspect, Suspicion, Tamper};
 use crate::flow::FlowKey;
 use crate::pairing::{Confidence, Pairing};
 use crate::session::{PointId, PointState, Role, Session, MAX_POINTS};
@@ -275,6 +275,15 @@ pub enum Evidence {
     },
     /// Two points: the handshake completed on one leg and not on the other.
     FailedLeg { failed: PointId, completed: PointId },
+    /// One point: an RST with signs of forgery ([`crate::correlate::sign`]).
+    SuspectRst {
+        point: PointId,
+        from: Role,
+        signs: u8,
+        confidence: Suspicion,
+        ttl: u8,
+        usual_ttl: u8,
+    },
     /// Two points: the server-side entry is a leg a proxy opened from its own
     /// address, paired by server endpoint, SNI and time.
     Paired {
@@ -302,6 +311,15 @@ impl EvidenceList {
             self.len += 1;
         }
     }
+    /// Keeps only the facts for which `keep` is true, in order.
+    pub fn retain(&mut self, keep: impl Fn(&Evidence) -> bool) {
+        let mut out = EvidenceList::default();
+        for e in self.iter().filter(|e| keep(e)) {
+            out.push(*e);
+        }
+        *self = out;
+    }
+
     /// Puts `e` at `at` (or last), dropping the last fact if full.
     pub fn insert(&mut self, at: usize, e: Evidence) {
         let at = at.min(usize::from(self.len));
@@ -502,6 +520,28 @@ impl Evidence {
                 if confidence == Confidence::High { ", SNI" } else { "" },
                 confidence.as_str()
             ),
+            Evidence::SuspectRst { point: p, from, signs, confidence, ttl, usual_ttl } => {
+                let mut why = Vec::new();
+                for (bit, _) in sign::NAMES {
+                    if signs & bit == 0 {
+                        continue;
+                    }
+                    why.push(match bit {
+                        sign::TTL => format!("TTL {ttl} where its other packets had {usual_ttl}"),
+                        sign::DATA_AFTER => format!("the {} sent data after it", from.as_str()),
+                        sign::STEPPING => "several RSTs with different sequence numbers".to_string(),
+                        sign::SEQ_OFF => "its sequence number was not the next one".to_string(),
+                        _ => "its IP ID copied from the other end's packet".to_string(),
+                    });
+                }
+                format!(
+                    "{}: the {}'s RST may be forged ({}): {} confidence",
+                    point(p),
+                    from.as_str(),
+                    why.join("; "),
+                    confidence.as_str()
+                )
+            }
             Evidence::FailedLeg { failed, completed } => format!(
                 "the handshake completed at {} and failed at {}: the {} leg failed",
                 point(completed),
@@ -535,6 +575,9 @@ pub struct Record {
     /// Set when the server-side point's entry is another leg (another 5-tuple) that
     /// a proxy opened for this session ([`crate::pairing`]).
     pub pairing: Option<Pairing>,
+    /// Sessions not compared across points: each end's RST that shows signs of
+    /// forgery, by the sender's side.
+    pub suspect: [Option<Suspect>; 2],
 }
 
 impl Record {
@@ -991,4 +1034,27 @@ pub fn apply_comparison(
         ev.push(*e);
     }
     (verdict, ev, pan)
+}
+
+/// Adds the single-point suspicions of medium or high confidence to the evidence,
+/// after the first (deciding) sentence (low ones are in `suspect_rst` only). They
+/// do not change the verdict: they are signs, not proof.
+pub fn add_suspects(evidence: &mut EvidenceList, suspects: &[Option<Suspect>; 2]) {
+    let shown = suspects
+        .iter()
+        .flatten()
+        .filter(|u| u.confidence() >= Suspicion::Medium);
+    for (at, u) in (1..).zip(shown) {
+        evidence.insert(
+            at,
+            Evidence::SuspectRst {
+                point: u.point,
+                from: u.from,
+                signs: u.signs,
+                confidence: u.confidence(),
+                ttl: u.seg.ttl,
+                usual_ttl: u.usual_ttl,
+            },
+        );
+    }
 }

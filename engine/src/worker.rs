@@ -27,7 +27,8 @@ use crate::time::{Nanos, Timestamp};
 use crate::tls::observe::{looks_like_tls, FastWindow, Segment, TlsFacts};
 use crate::tls::{TlsConfig, TlsStats, TlsTable};
 use crate::verdict::{
-    apply_comparison, classify, classify_tls, ClassifyConfig, EndReason, Record, Verdict,
+    add_suspects, apply_comparison, classify, classify_tls, ClassifyConfig, EndReason, Record,
+    Verdict,
 };
 use crate::wire::Packet;
 
@@ -393,7 +394,13 @@ impl Worker {
         } else {
             Comparison::default()
         };
-        let (v, e, pan_end_reason) = apply_comparison(v, &e, pan, &compare);
+        let (v, mut e, pan_end_reason) = apply_comparison(v, &e, pan, &compare);
+        let suspect = if compare.points.is_none() {
+            correlate::suspect_rsts(&s, pts)
+        } else {
+            [None; 2]
+        };
+        add_suspects(&mut e, &suspect);
         (verdict, evidence) = (v, e);
         let mut h = SESSION_ID_STATE.build_hasher();
         h.write(&s.key.lo.addr);
@@ -414,6 +421,7 @@ impl Worker {
             tls,
             compare,
             pairing: None,
+            suspect,
         };
         self.stats.verdicts[verdict.index()] += 1;
         self.stats.end_reasons[end.index()] += 1;

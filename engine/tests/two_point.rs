@@ -279,3 +279,78 @@ fn one_point_sessions_are_not_compared() {
     assert_eq!(r.compare.points, None);
     assert_eq!(r.verdict, Verdict::ResetByServer);
 }
+
+// One point only: signs of a forged RST (`suspect_rst`), never a certainty.
+
+fn inside_only(v: Vec<P>) -> Vec<P> {
+    v.into_iter().filter(|x| x.at == INSIDE).collect()
+}
+
+#[test]
+fn one_point_clean_rst_is_not_suspect() {
+    let mut v = inside_only(opening());
+    // The server resets at its next sequence number, with its usual TTL.
+    v.push(p(INSIDE, 50, false, RST, 5301, 0, 0));
+    let r = one(&v);
+    assert_eq!(r.verdict, Verdict::ResetByServer);
+    assert!(r.suspect.iter().all(Option::is_none), "{:?}", r.suspect);
+}
+
+#[test]
+fn one_point_rst_with_another_ttl_is_suspect() {
+    use engine::correlate::{sign, Suspicion};
+    let mut v = inside_only(opening());
+    let mut forged = p(INSIDE, 50, false, RST, 5301, 0, 0);
+    forged.ttl = 64; // the server's packets arrive with 63
+    v.push(forged);
+    let r = one(&v);
+    let s = r.suspect.iter().flatten().next().expect("suspect");
+    assert_eq!((s.from, s.signs), (Role::Server, sign::TTL));
+    assert_eq!(s.confidence(), Suspicion::Medium);
+    assert_eq!(
+        r.verdict,
+        Verdict::ResetByServer,
+        "signs do not change the verdict"
+    );
+
+    // And the "resetting" server sending data after it: high.
+    v.push(p(INSIDE, 60, false, PSH, 5301, 1101, 100));
+    let r = one(&v);
+    let s = r.suspect.iter().flatten().next().expect("suspect");
+    assert_eq!(s.signs, sign::TTL | sign::DATA_AFTER);
+    assert_eq!(s.confidence(), Suspicion::High);
+}
+
+#[test]
+fn one_point_rst_burst_with_stepping_sequence_numbers_is_suspect() {
+    use engine::correlate::sign;
+    let mut v = inside_only(opening());
+    // Three guesses within a millisecond, 1460 apart; the first one off SND.NXT.
+    for (k, seq) in [5301u32 + 1460, 5301 + 2920, 5301 + 4380]
+        .into_iter()
+        .enumerate()
+    {
+        v.push(p(INSIDE, 50 + k as u64 / 2, false, RST, seq, 0, 0));
+    }
+    let r = one(&v);
+    let s = r.suspect.iter().flatten().next().expect("suspect");
+    assert_eq!(s.signs, sign::STEPPING | sign::SEQ_OFF);
+    // A closed end answering late segments one by one (seq, then seq + 1 after its
+    // FIN) is not a burst of guesses.
+    let mut v = inside_only(opening());
+    v.push(p(INSIDE, 50, true, RST, 1101, 0, 0));
+    v.push(p(INSIDE, 50, true, RST, 1102, 0, 0));
+    let r = one(&v);
+    assert!(r.suspect.iter().all(Option::is_none), "{:?}", r.suspect);
+}
+
+#[test]
+fn two_point_sessions_get_no_single_point_suspicion() {
+    let mut v = opening();
+    let mut forged = p(INSIDE, 50, false, RST, 5301, 0, 0);
+    forged.ttl = 64;
+    v.push(forged);
+    let r = one(&v);
+    assert_eq!(r.verdict, Verdict::MiddleboxReset);
+    assert!(r.suspect.iter().all(Option::is_none));
+}
