@@ -120,8 +120,8 @@ pub struct Pairer {
     /// after `window`, joined with the server-side ones that are theirs; server-side
     /// ones (`outside`) wait twice as long, so that a client-side leg judged up to
     /// `window` after them still finds them.
-    inside: VecDeque<Record>,
-    outside: VecDeque<Record>,
+    inside: VecDeque<(Key, Record)>,
+    outside: VecDeque<(Key, Record)>,
     /// Client-side legs already handed on, kept (as their [`Leg`] keys) while a
     /// server-side leg that matches them could still be held: such a leg is
     /// ambiguous for a later client-side leg too.
@@ -210,26 +210,26 @@ impl Pairer {
                     self.emit_one(out);
                 }
                 if only == cp {
-                    self.inside.push_back(*r);
+                    self.inside.push_back((Key::of(r), *r));
                 } else {
-                    self.outside.push_back(*r);
+                    self.outside.push_back((Key::of(r), *r));
                 }
                 self.stats.peak_held = self.stats.peak_held.max(self.held() as u64);
             }
             _ => out(r),
         }
         let window = self.cfg.window;
-        while let Some(i) = self.inside.front() {
-            if i.judged_at.saturating_add(window) > self.now {
+        while let Some((i, _)) = self.inside.front() {
+            if i.judged.saturating_add(window) > self.now {
                 break;
             }
             self.emit_inside(out);
         }
-        while let Some(o) = self.outside.front() {
-            if o.judged_at.saturating_add(window).saturating_add(window) > self.now {
+        while let Some((o, _)) = self.outside.front() {
+            if o.judged.saturating_add(window).saturating_add(window) > self.now {
                 break;
             }
-            if let Some(o) = self.outside.pop_front() {
+            if let Some((_, o)) = self.outside.pop_front() {
                 out(&o);
             }
         }
@@ -240,7 +240,7 @@ impl Pairer {
         while !self.inside.is_empty() {
             self.emit_inside(out);
         }
-        while let Some(o) = self.outside.pop_front() {
+        while let Some((_, o)) = self.outside.pop_front() {
             out(&o);
         }
     }
@@ -248,14 +248,14 @@ impl Pairer {
     /// Makes room: the older of the two queues' fronts leaves.
     fn emit_one(&mut self, out: &mut impl FnMut(&Record)) {
         match (self.inside.front(), self.outside.front()) {
-            (Some(i), Some(o)) if o.judged_at < i.judged_at => {
-                if let Some(o) = self.outside.pop_front() {
+            (Some((i, _)), Some((o, _))) if o.judged < i.judged => {
+                if let Some((_, o)) = self.outside.pop_front() {
                     out(&o);
                 }
             }
             (Some(_), _) => self.emit_inside(out),
             (None, _) => {
-                if let Some(o) = self.outside.pop_front() {
+                if let Some((_, o)) = self.outside.pop_front() {
                     out(&o);
                 }
             }
@@ -265,10 +265,9 @@ impl Pairer {
     /// Hands on the oldest client-side leg, joined with the server-side legs that
     /// match it and no other held client-side leg.
     fn emit_inside(&mut self, out: &mut impl FnMut(&Record)) {
-        let Some(inside) = self.inside.pop_front() else {
+        let Some((key, inside)) = self.inside.pop_front() else {
             return;
         };
-        let key = Key::of(&inside);
         // Forget client-side legs handed on longer ago than a server-side leg is
         // held.
         let hold = Nanos(self.cfg.window.0.saturating_mul(2));
@@ -281,16 +280,12 @@ impl Pairer {
         }
         let mut mine: Vec<usize> = Vec::new();
         let mut sni_everywhere = true;
-        for (k, o) in self.outside.iter().enumerate() {
-            let ok = Key::of(o);
-            let Some(sni) = matches(&key, &ok) else {
+        for (k, (ok, _)) in self.outside.iter().enumerate() {
+            let Some(sni) = matches(&key, ok) else {
                 continue;
             };
-            let elsewhere = self
-                .inside
-                .iter()
-                .any(|x| matches(&Key::of(x), &ok).is_some())
-                || self.recent.iter().any(|x| matches(x, &ok).is_some());
+            let elsewhere = self.inside.iter().any(|(x, _)| matches(x, ok).is_some())
+                || self.recent.iter().any(|x| matches(x, ok).is_some());
             if elsewhere {
                 self.stats.ambiguous += 1;
                 continue;
@@ -309,7 +304,7 @@ impl Pairer {
         let mut legs: Vec<Record> = mine
             .iter()
             .rev()
-            .filter_map(|&k| self.outside.remove(k))
+            .filter_map(|&k| self.outside.remove(k).map(|(_, r)| r))
             .collect();
         legs.reverse();
         legs.sort_by_key(|l| l.session.first_ts);
