@@ -66,6 +66,15 @@
 #   40512 mitm-upstream-cipher      s_server -tls1_2 -cipher ECDHE-ARIA128-GCM-SHA256,
 #                                   which mitmproxy's upstream cipher list lacks:
 #                                   handshake_failure outside, 502 inside
+#   40513 mitm-tls13-pinned         Python "pinned" client, TLS 1.3: no chain or name
+#                                   verification; after the handshake it compares the
+#                                   SHA-256 of the peer certificate (DER) with the pin
+#                                   of the real server.test certificate ($SERVER_PIN,
+#                                   from this run's PKI), finds mitmproxy's instead, and
+#                                   close()s after 0.2 s without data and without
+#                                   close_notify (no unwrap()). Python server, TLS 1.2
+#                                   to 1.3 (mitmproxy's upstream leg negotiates 1.3)
+#   40514 mitm-tls12-pinned         same, the client forced to TLS 1.2
 # (A 3DES-only server was the first idea for the cipher case; Debian's OpenSSL 3.0 has
 # no DES-CBC3-SHA even at @SECLEVEL=0, so ARIA is used.)
 #
@@ -127,6 +136,8 @@ ALL_SCENARIOS=(
     mitm-tls13-mtls
     mitm-upstream-tls10
     mitm-upstream-cipher
+    mitm-tls13-pinned
+    mitm-tls12-pinned
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -239,6 +250,9 @@ make_leaf client client.test 0xc11e47 "$(printf '%s\n' \
     'extendedKeyUsage=clientAuth' \
     'subjectAltName=DNS:client.test')"
 openssl verify -CAfile "$PKI/ca.pem" "$PKI/server.pem" "$PKI/client.pem" | sed "s|^|$ME: |"
+# The pin of the *pinned* scenarios: the SHA-256 of the real server certificate (DER).
+SERVER_PIN=$(openssl x509 -in "$PKI/server.pem" -outform DER | sha256sum | cut -d' ' -f1)
+echo "$ME: server.test certificate pin (sha256 of the DER): $SERVER_PIN"
 cat "$PKI/server.pem" "$PKI/ca.pem" >"$PKI/server-chain.pem" # for the Python server
 # The file s_server -WWW serves (GET /hello.txt): 232 bytes.
 printf 'tapwatch TLS capture payload\n%.0s' 1 2 3 4 5 6 7 8 >"$WORK/www/hello.txt"
@@ -301,9 +315,9 @@ echo "$ME: $(ip -n "$NS_F" -d link show "$IF_I" | grep -o 'mtu [0-9]*' | head -1
 #   SRV     server command (run in twfw-s, cwd = the -WWW directory)
 #   CLI     client command (run in twfw-c)
 #   CLI_IN  bytes for the client's stdin (printf %b format); empty: /dev/null
-#   EXPECT  ok = the client must exit 0; fail = it must exit non-zero; timeout = it
-#           must still be running after CLI_TIMEOUT seconds (default 20), when
-#           timeout(1) sends it SIGTERM
+#   EXPECT  ok = the client must exit 0 (the pinned client exits 0 on a pin mismatch);
+#           fail = it must exit non-zero; timeout = it must still be running after
+#           CLI_TIMEOUT seconds (default 20), when timeout(1) sends it SIGTERM
 # With FW=mitm the firewall's own source ports (mitmproxy's outside legs) come from ten
 # ports per scenario: 41000 + 10 * (CPORT - 40500) + 0..9 (ip_local_port_range in
 # twfw-fw; a single port would make a retry by mitmproxy fail with EADDRNOTAVAIL).
@@ -378,6 +392,16 @@ define() { # $1 = scenario name; $2 = key log file stem
         CPORT=40512 CLI_IN=$GET
         SRV=("${S_SERVER[@]}" "${S_ACCEPT[@]}" -tls1_2 -cipher ECDHE-ARIA128-GCM-SHA256 -keylogfile "$k.s")
         CLI=("${S_CLIENT[@]}" "${S_CONNECT[@]}" -CAfile "$MITM_CA" -keylogfile "$k.c") ;;
+    mitm-tls13-pinned)
+        CPORT=40513 EXPECT=ok
+        SRV=("${PYS[@]}")
+        CLI=("$PY" "$PEER" pinned --host "$IP_S" --port 443 --pin "$SERVER_PIN" --version 1.3
+             --keylog "$k.c") ;;
+    mitm-tls12-pinned)
+        CPORT=40514 EXPECT=ok
+        SRV=("${PYS[@]}")
+        CLI=("$PY" "$PEER" pinned --host "$IP_S" --port 443 --pin "$SERVER_PIN" --version 1.2
+             --keylog "$k.c") ;;
     *) echo "$ME: no definition for $1" >&2; exit 2 ;;
     esac
 }
@@ -551,7 +575,7 @@ record() { # $1 = scenario name
     echo "$ME: $NAME: client port $CPORT, client exit $rc, server exit $srv_rc: $verdict;" \
          "inside $(grep -E 'packets captured' "$dir/tcpdump-inside.log")," \
          "outside $(grep -E 'packets captured' "$dir/tcpdump-outside.log")"
-    grep -hE 'error|alert|Verify return code|verify error|reset|answer|closed|handshake|HTTP/1' \
+    grep -hE 'error|alert|Verify return code|verify error|reset|answer|closed|handshake|HTTP/1|pin ' \
         "$dir/client.log" | sed "s|^|$ME:   client: |" | head -10 || true
     grep -hE 'error|alert|ACCEPT|handshake|close|idle|request|accepted' \
         "$dir/server.log" | grep -v '^ACCEPT' | sed "s|^|$ME:   server: |" | head -10 || true

@@ -22,8 +22,18 @@ says what each side saw.
           unwrap() first, which sends a close_notify and waits for the peer's) or
           "reset" (ECONNRESET, or an EOF before the answer: over TLS the ssl module
           may report a reset as an EOF).
+  pinned  connects to HOST:PORT over TLS (SNI server.test) WITHOUT verifying the chain
+          or the name (CERT_NONE: the application checks a pin itself), as an app that
+          pins its server's certificate does. After the handshake it compares the
+          SHA-256 of the peer's certificate (DER) with --pin; on a mismatch it waits
+          --pause seconds (the time an app takes to decide; in TLS 1.3 the server's
+          NewSessionTickets have arrived, unread, by then) and close()s WITHOUT
+          unwrap(): no application data, no close_notify, no alert; the kernel sends a
+          FIN, or an RST when unread data is left in the receive buffer. Exit status 0
+          when the outcome matches --expect ("mismatch", the default, or "match").
 """
 import argparse
+import hashlib
 import os
 import socket
 import ssl
@@ -180,6 +190,33 @@ def client(a):
     return 0 if outcome == a.expect else 1
 
 
+def pinned(a):
+    raw = socket.create_connection((a.host, a.port), timeout=10)
+    local = raw.getsockname()
+    log(f"connected from {local[0]}:{local[1]}")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    versions(ctx, a.version)
+    if a.keylog:
+        ctx.keylog_filename = a.keylog
+    try:
+        sock = ctx.wrap_socket(raw, server_hostname=SNI)
+    except (ssl.SSLError, OSError) as e:
+        log(f"handshake failed: {e!r}")
+        raw.close()
+        return 1
+    log(f"handshake done: {sock.version()} {sock.cipher()[0]}")
+    got = hashlib.sha256(sock.getpeercert(binary_form=True)).hexdigest()
+    outcome = "match" if got == a.pin.lower() else "mismatch"
+    log(f"pin {outcome}: peer certificate sha256 {got}, pinned {a.pin.lower()}")
+    time.sleep(a.pause)
+    # No unwrap(): Python's ssl sends no close_notify on close(); no data was sent.
+    sock.close()
+    log(f"closed without application data and without close_notify; outcome {outcome}")
+    return 0 if outcome == a.expect else 1
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -202,8 +239,17 @@ def main():
     c.add_argument("--keylog", help="NSS key log file (TLS secrets)")
     c.add_argument("--close-notify", action="store_true",
                    help="unwrap() (close_notify both ways) before close()")
+    q = sub.add_parser("pinned")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("--pin", required=True,
+                   help="SHA-256 (hex) of the expected server certificate (DER)")
+    q.add_argument("--version", choices=["1.2", "1.3"])
+    q.add_argument("--pause", type=float, default=0.2)
+    q.add_argument("--expect", choices=["mismatch", "match"], default="mismatch")
+    q.add_argument("--keylog", help="NSS key log file (TLS secrets)")
     a = p.parse_args()
-    return server(a) if a.cmd == "server" else client(a)
+    return {"server": server, "client": client, "pinned": pinned}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ mod common;
 use common::{records, replay, root, schema_validator};
 use serde_json::Value;
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 14] = [
     "fw-pass-tls13",
     "fw-reset-sni",
     "fw-reset-established-tls",
@@ -22,6 +22,8 @@ const SCENARIOS: [&str; 12] = [
     "mitm-tls13-mtls",
     "mitm-upstream-tls10",
     "mitm-upstream-cipher",
+    "mitm-tls13-pinned",
+    "mitm-tls12-pinned",
 ];
 
 fn run(scenario: &str, extra: &[&str]) -> Vec<Value> {
@@ -319,4 +321,36 @@ fn single_point_signs_of_forged_resets() {
     // A healthy session that ends with an RST after close_notify: nothing.
     let rs = one("tests/captures/tls/tls13-ok-rst-after-close-notify.pcap");
     assert_eq!(rs[0]["suspect_rst"], serde_json::json!([]));
+}
+
+/// A client that pins the real server's certificate: it completes the handshake
+/// with mitmproxy, sees another certificate, and closes without sending data
+/// (TLS 1.3: an RST, with the session tickets unread; TLS 1.2: a FIN). Both legs
+/// completed: `client_abandoned_handshake`, intercepted, no failed leg. The TLS 1.2
+/// client offered 1.2 only: 1.2 inside and 1.3 outside is not a downgrade.
+#[test]
+fn pinning_client_abandons_an_intercepted_session() {
+    for (sc, port) in [("mitm-tls13-pinned", 40513), ("mitm-tls12-pinned", 40514)] {
+        let rs = run(sc, &[]);
+        assert_eq!(rs.len(), 1, "{sc}: {rs:#?}");
+        let r = session(&rs, port);
+        assert_eq!(r["verdict"], "client_abandoned_handshake", "{sc}");
+        assert_eq!(r["intercepted"], true, "{sc}");
+        assert_eq!(r["failed_leg"], Value::Null, "{sc}");
+        assert_eq!(r["downgrade"], Value::Null, "{sc}");
+        assert_eq!(r["pairing"]["confidence"], "high", "{sc}");
+        for p in ["inside", "outside"] {
+            assert_eq!(r["points"][p]["handshake"], "complete", "{sc} {p}");
+        }
+        assert_eq!(
+            r["evidence"][0],
+            "inside: handshake complete, then the client closed without sending application data",
+            "{sc}"
+        );
+    }
+    let rs = run("mitm-tls12-pinned", &[]);
+    assert_eq!(
+        rs[0]["interception"]["leaf_cert_issuer"]["inside"],
+        "CN=mitmproxy, O=mitmproxy"
+    );
 }

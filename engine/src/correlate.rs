@@ -34,7 +34,7 @@ impl Default for CorrelateConfig {
 use crate::session::{PointState, Role, Session};
 use crate::tcp::SegEvent;
 use crate::time::Timestamp;
-use crate::tls::observe::{Handshake, TlsFacts};
+use crate::tls::observe::{is_tls13, Handshake, TlsFacts};
 
 /// What a middlebox did to a control segment that one point saw and the other did
 /// not.
@@ -116,7 +116,9 @@ pub struct Comparison {
     pub unmatched: [Option<Unmatched>; Comparison::CAP],
     pub nunmatched: u8,
     pub interception: Interception,
-    /// Negotiated TLS versions (client side, server side), when they differ.
+    /// Negotiated TLS versions (client side, server side), when they differ by the
+    /// middlebox's choice: it answered the client with less than the client
+    /// offered, or offered the server less than the client side got.
     pub downgrade: Option<(u16, u16)>,
     /// The handshake completed at one point and not at the other: (failed, completed).
     pub failed_leg: Option<(PointId, PointId)>,
@@ -261,7 +263,19 @@ pub fn compare(
         out.interception.leaf_cert = a.sha256 != b.sha256;
     }
     if let (Some(a), Some(b)) = (ct.version(), st.version()) {
-        if a != b {
+        // Who chose the lower version? On the client side, the middlebox answering
+        // a client that offered more; on the server side, the middlebox offering
+        // less. A client that capped itself, or a server that could not do more, is
+        // not the middlebox's doing.
+        let rank = |v: u16| if is_tls13(v) { 0x0304 } else { v };
+        let offered =
+            |f: &TlsFacts, v: u16| f.client_hello.is_some_and(|ch| rank(ch.version) >= rank(v));
+        let by_middlebox = match rank(a).cmp(&rank(b)) {
+            std::cmp::Ordering::Less => offered(ct, b),
+            std::cmp::Ordering::Greater => st.client_hello.is_some() && !offered(st, a),
+            std::cmp::Ordering::Equal => false,
+        };
+        if by_middlebox {
             out.downgrade = Some((a, b));
         }
     }
