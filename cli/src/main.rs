@@ -19,6 +19,7 @@ use engine::time::Nanos;
 use engine::tls::TlsConfig;
 use engine::worker::WorkerConfig;
 
+mod check;
 mod input;
 mod summary;
 
@@ -42,6 +43,18 @@ enum Command {
     Read(ReadArgs),
     /// Write a synthetic capture of many concurrent TCP sessions (for benchmarks).
     Synth(SynthArgs),
+    /// Check whether this machine can run live capture: kernel, BPF and AF_XDP,
+    /// capabilities and memlock limit, and per interface its driver, XDP modes,
+    /// zero-copy support and receive queues. Exit status 0 if all checks pass, 1 if
+    /// not; every failed check says what to do.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// Interfaces to check (in the current network namespace).
+    #[arg(value_name = "IFACE")]
+    ifaces: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -296,6 +309,9 @@ fn main() {
         Command::Replay(args) => replay(args),
         Command::Read(args) => read(args),
         Command::Synth(args) => synth(args),
+        Command::Check(args) => check::run(&args.ifaces, &mut io::stdout().lock())
+            .map(|ok| if ok { 0 } else { 1 })
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => std::process::exit(code),
