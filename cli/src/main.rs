@@ -122,7 +122,8 @@ struct ReplayArgs {
 
     /// How long (capture time) a session seen at one of the two points only waits
     /// for the other leg that a proxy opened for it from its own address (another
-    /// 5-tuple): legs are paired by server endpoint, SNI and time.
+    /// 5-tuple): legs are paired by server endpoint, SNI and time. `0s` turns
+    /// pairing off.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pair_window: Nanos,
 
@@ -473,6 +474,7 @@ fn replay(args: ReplayArgs) -> Result<i32> {
         captures: &captures,
         client_side,
         match_window: args.match_window,
+        pair_window: args.pair_window,
         clock_mode,
         clocks: &clocks,
     };

@@ -41,6 +41,8 @@ pub struct Points<'a> {
     /// Index of the client-side point: the reference clock.
     pub client_side: usize,
     pub match_window: Nanos,
+    /// `--pair-window`.
+    pub pair_window: Nanos,
     pub clock_mode: ClockMode,
     /// Per point, its clock offset from the client side's.
     pub clocks: &'a [ClockEstimate],
@@ -159,6 +161,7 @@ impl Summary {
                 "match_window_ms": run.match_window.0 as f64 / 1e6,
             },
             "pairing": {
+                "window_s": run.pair_window.0 as f64 / 1e9,
                 "legs_joined": report.export.pairing.joined,
                 "ambiguous": report.export.pairing.ambiguous,
                 "overflow": report.export.pairing.overflow,
@@ -230,7 +233,7 @@ impl Summary {
         if p["peak_held"].as_u64().unwrap_or(0) > 0 {
             writeln!(
                 out,
-                "  proxied legs: {} joined into their client's session (the counts below are per connection, before joining); {} left unpaired as ambiguous; {} left unpaired for lack of room (peak held {})",
+                "  proxied legs: {} joined into their client's session (the counts below are per connection, before joining); {} left unjoined as ambiguous; {} handed on early for lack of room (peak held {})",
                 p["legs_joined"], p["ambiguous"], p["overflow"], p["peak_held"]
             )?;
         }

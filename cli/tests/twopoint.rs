@@ -354,3 +354,81 @@ fn pinning_client_abandons_an_intercepted_session() {
         "CN=mitmproxy, O=mitmproxy"
     );
 }
+
+/// `copies` copies of a capture, `step` seconds apart, the TCP port `port` of the
+/// k-th copy rewritten to `base + k` (Ethernet, IPv4, microsecond pcap: as the
+/// twopoint captures are).
+fn copies(path: &std::path::Path, n: u16, step: u32, port: u16, base: u16) -> Vec<u8> {
+    let data = std::fs::read(path).unwrap();
+    let mut out = data[..24].to_vec();
+    for k in 0..n {
+        let mut at = 24;
+        while at + 16 <= data.len() {
+            let caplen = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+            let mut rec = data[at..at + 16 + caplen].to_vec();
+            let secs = u32::from_le_bytes(rec[..4].try_into().unwrap()) + u32::from(k) * step;
+            rec[..4].copy_from_slice(&secs.to_le_bytes());
+            let ip = 16 + 14;
+            let tcp = ip + usize::from(rec[ip] & 0x0f) * 4;
+            for off in [tcp, tcp + 2] {
+                if u16::from_be_bytes([rec[off], rec[off + 1]]) == port {
+                    rec[off..off + 2].copy_from_slice(&(base + k).to_be_bytes());
+                }
+            }
+            out.extend_from_slice(&rec);
+            at += 16 + caplen;
+        }
+    }
+    out
+}
+
+/// Legs of one session are judged by different workers, at different times: the
+/// exporter holds them until every worker has got past them, so pairing does not
+/// depend on the number of workers (it did, before: legs left before their other
+/// leg, still on a slower worker, arrived).
+#[test]
+fn pairing_is_the_same_for_any_worker_count() {
+    let dir = common::scratch_dir("pairing-workers");
+    let src = root().join("tests/captures/twopoint");
+    let inside = dir.join("inside.pcap");
+    let outside = dir.join("outside.pcap");
+    std::fs::write(
+        &inside,
+        copies(&src.join("mitm-tls13-ok.inside.pcap"), 60, 5, 40505, 20000),
+    )
+    .unwrap();
+    std::fs::write(
+        &outside,
+        copies(&src.join("mitm-tls13-ok.outside.pcap"), 60, 5, 41054, 30000),
+    )
+    .unwrap();
+    let args = |w: &'static str| {
+        vec![
+            "--workers".to_string(),
+            w.to_string(),
+            format!("inside={}", inside.display()),
+            format!("outside={}", outside.display()),
+        ]
+    };
+    let mut first: Option<Vec<Value>> = None;
+    for w in ["1", "2", "4", "8"] {
+        let a = args(w);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = replay(&a);
+        assert!(out.status.success());
+        let rs = records(&out.stdout);
+        assert_eq!(rs.len(), 60, "{w} workers: every session one record");
+        assert!(
+            rs.iter().all(
+                |r| r["pairing"]["legs"][0]["client"]["port"].as_u64().unwrap()
+                    == r["client"]["port"].as_u64().unwrap() + 10_000
+            ),
+            "{w} workers: each client leg joined with its own proxy leg"
+        );
+        match &first {
+            None => first = Some(rs),
+            Some(f) => assert_eq!(f, &rs, "{w} workers"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

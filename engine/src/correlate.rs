@@ -122,6 +122,8 @@ pub struct Comparison {
     pub downgrade: Option<(u16, u16)>,
     /// The handshake completed at one point and not at the other: (failed, completed).
     pub failed_leg: Option<(PointId, PointId)>,
+    /// The session's first RST at either point.
+    pub first_rst: Option<Timestamp>,
 }
 
 impl Comparison {
@@ -133,10 +135,12 @@ impl Comparison {
             .flatten()
     }
 
-    /// A forged RST: the middlebox reset the session in one end's name.
+    /// The forged RST that ended the session: the middlebox reset it in one end's
+    /// name, before any other RST.
     pub fn forged_rst(&self) -> Option<&Unmatched> {
-        self.unmatched()
-            .find(|u| u.rst && u.tamper == Tamper::Forged)
+        self.unmatched().find(|u| {
+            u.rst && u.tamper == Tamper::Forged && self.first_rst.is_some_and(|t| u.seg.ts <= t)
+        })
     }
 
     fn push(&mut self, u: Unmatched) {
@@ -172,10 +176,15 @@ pub fn compare(
     }
     let (cp, sp) = (PointId(ci as u8), PointId(si as u8));
     out.points = Some((cp, sp));
+    out.first_rst = [c, sv]
+        .iter()
+        .flat_map(|p| p.dirs.iter().filter_map(|d| d.rst()))
+        .map(|e| e.ts)
+        .min();
 
     // Every RST and FIN (the first and the last RST of each sender, its first FIN)
     // looked for at the other point.
-    let mut found: [Option<Unmatched>; 8] = [None; 8];
+    let mut found: [Option<Unmatched>; 12] = [None; 12];
     let mut n = 0;
     for (here, there, hp, tp) in [(c, sv, cp, sp), (sv, c, sp, cp)] {
         for d in 0..2 {
@@ -279,14 +288,10 @@ pub fn compare(
             out.downgrade = Some((a, b));
         }
     }
-    let started = |f: &TlsFacts| f.client_hello.is_some();
+    // Failed, not merely unfinished (a capture that ended, a gap): aborted.
     match (ct.handshake, st.handshake) {
-        (Handshake::Complete, h) if h != Handshake::Complete && started(st) => {
-            out.failed_leg = Some((sp, cp));
-        }
-        (h, Handshake::Complete) if h != Handshake::Complete && started(ct) => {
-            out.failed_leg = Some((cp, sp));
-        }
+        (Handshake::Complete, Handshake::Aborted) => out.failed_leg = Some((sp, cp)),
+        (Handshake::Aborted, Handshake::Complete) => out.failed_leg = Some((cp, sp)),
         _ => {}
     }
     out
@@ -398,7 +403,9 @@ pub fn suspect_rsts(s: &Session, points: &[PointState]) -> [Option<Suspect>; 2] 
         if usual_ttl != 0 && rst.ttl != usual_ttl {
             signs |= sign::TTL;
         }
-        if me.data_after_rst > 0 {
+        // `data_after_rst` counts data after any RST at this point: it speaks of this
+        // RST only if the peer had sent none before it.
+        if me.data_after_rst > 0 && peer.rst().is_none_or(|e| e.ts >= rst.ts) {
             signs |= sign::DATA_AFTER;
         }
         // A burst: an end that closed answers each late segment with an RST of its

@@ -32,7 +32,8 @@ pub struct PairConfig {
     /// Points in the run: pairing needs two.
     pub points: usize,
     pub correlate: CorrelateConfig,
-    /// How long (capture time) a one-point leg waits for its other leg.
+    /// How long (capture time) a one-point leg waits for its other leg; zero
+    /// turns pairing off.
     pub window: Nanos,
     /// Legs held at once.
     pub max_held: usize,
@@ -104,9 +105,11 @@ impl Pairing {
 pub struct PairStats {
     /// Server-side legs joined into a client-side session.
     pub joined: u64,
-    /// Legs that matched more than one session: left unpaired.
+    /// Server-side legs that matched more than one session, and so were handed on
+    /// unjoined.
     pub ambiguous: u64,
-    /// Legs that left unpaired because `max_held` were held.
+    /// Legs handed on before their wait was over because `max_held` were held
+    /// (joined if their other leg had already arrived, else unjoined).
     pub overflow: u64,
     /// Most legs held at once.
     pub peak_held: u64,
@@ -121,7 +124,8 @@ pub struct Pairer {
     /// ones (`outside`) wait twice as long, so that a client-side leg judged up to
     /// `window` after them still finds them.
     inside: VecDeque<(Key, Record)>,
-    outside: VecDeque<(Key, Record)>,
+    /// With whether the leg matched another client-side leg too (ambiguous).
+    outside: VecDeque<(Key, Record, bool)>,
     /// Client-side legs already handed on, kept (as their [`Leg`] keys) while a
     /// server-side leg that matches them could still be held: such a leg is
     /// ambiguous for a later client-side leg too.
@@ -175,7 +179,8 @@ impl Pairer {
     }
 
     fn points(&self) -> Option<(PointId, PointId)> {
-        if self.cfg.points < 2 {
+        // A window of zero turns pairing off.
+        if self.cfg.points < 2 || self.cfg.window == Nanos(0) {
             return None;
         }
         let c = usize::from(self.cfg.correlate.client_side.0).min(self.cfg.points - 1);
@@ -187,10 +192,9 @@ impl Pairer {
         self.inside.len() + self.outside.len()
     }
 
-    /// Takes one record from the workers; hands on (to `out`) every record that is
-    /// ready, this one or earlier ones.
+    /// Takes one record from the workers: hands it on at once, or holds it (see
+    /// [`Pairer::advance`] for when held ones leave).
     pub fn push(&mut self, r: &Record, out: &mut impl FnMut(&Record)) {
-        self.now = self.now.max(r.judged_at);
         let Some((cp, sp)) = self.points() else {
             out(r);
             return;
@@ -212,26 +216,38 @@ impl Pairer {
                 if only == cp {
                     self.inside.push_back((Key::of(r), *r));
                 } else {
-                    self.outside.push_back((Key::of(r), *r));
+                    self.outside.push_back((Key::of(r), *r, false));
                 }
                 self.stats.peak_held = self.stats.peak_held.max(self.held() as u64);
             }
             _ => out(r),
         }
+    }
+
+    /// Every worker has judged everything up to capture time `now` (and handed the
+    /// records on): held legs whose wait is over leave, joined where they can be.
+    /// With several workers, `now` must be the slowest one's clock, or a leg would
+    /// leave before its other leg, still on a slower worker, arrives.
+    pub fn advance(&mut self, now: Timestamp, out: &mut impl FnMut(&Record)) {
+        self.now = self.now.max(now);
         let window = self.cfg.window;
-        while let Some((i, _)) = self.inside.front() {
-            if i.judged.saturating_add(window) > self.now {
-                break;
-            }
-            self.emit_inside(out);
+        // Legs arrive in the order the workers judged them, which is not time order
+        // across workers: look at every held leg, not only the oldest arrival, and
+        // let client-side legs claim their server-side legs before those leave.
+        while let Some(k) = self
+            .inside
+            .iter()
+            .position(|(i, _)| i.judged.saturating_add(window) <= self.now)
+        {
+            self.emit_inside_at(k, out);
         }
-        while let Some((o, _)) = self.outside.front() {
-            if o.judged.saturating_add(window).saturating_add(window) > self.now {
-                break;
-            }
-            if let Some((_, o)) = self.outside.pop_front() {
-                out(&o);
-            }
+        let hold = Nanos(window.0.saturating_mul(2));
+        while let Some(k) = self
+            .outside
+            .iter()
+            .position(|(o, _, _)| o.judged.saturating_add(hold) <= self.now)
+        {
+            self.emit_outside_at(k, out);
         }
     }
 
@@ -240,7 +256,15 @@ impl Pairer {
         while !self.inside.is_empty() {
             self.emit_inside(out);
         }
-        while let Some((_, o)) = self.outside.pop_front() {
+        while !self.outside.is_empty() {
+            self.emit_outside_at(0, out);
+        }
+    }
+
+    /// Hands on held server-side leg `k` unjoined (counted if it was ambiguous).
+    fn emit_outside_at(&mut self, k: usize, out: &mut impl FnMut(&Record)) {
+        if let Some((_, o, ambiguous)) = self.outside.remove(k) {
+            self.stats.ambiguous += u64::from(ambiguous);
             out(&o);
         }
     }
@@ -248,24 +272,21 @@ impl Pairer {
     /// Makes room: the older of the two queues' fronts leaves.
     fn emit_one(&mut self, out: &mut impl FnMut(&Record)) {
         match (self.inside.front(), self.outside.front()) {
-            (Some((i, _)), Some((o, _))) if o.judged < i.judged => {
-                if let Some((_, o)) = self.outside.pop_front() {
-                    out(&o);
-                }
-            }
+            (Some((i, _)), Some((o, _, _))) if o.judged < i.judged => self.emit_outside_at(0, out),
             (Some(_), _) => self.emit_inside(out),
-            (None, _) => {
-                if let Some((_, o)) = self.outside.pop_front() {
-                    out(&o);
-                }
-            }
+            (None, _) => self.emit_outside_at(0, out),
         }
     }
 
-    /// Hands on the oldest client-side leg, joined with the server-side legs that
-    /// match it and no other held client-side leg.
+    /// Hands on the oldest client-side leg (see [`Pairer::emit_inside_at`]).
     fn emit_inside(&mut self, out: &mut impl FnMut(&Record)) {
-        let Some((key, inside)) = self.inside.pop_front() else {
+        self.emit_inside_at(0, out);
+    }
+
+    /// Hands on held client-side leg `k`, joined with the server-side legs that
+    /// match it and no other held client-side leg.
+    fn emit_inside_at(&mut self, k: usize, out: &mut impl FnMut(&Record)) {
+        let Some((key, inside)) = self.inside.remove(k) else {
             return;
         };
         // Forget client-side legs handed on longer ago than a server-side leg is
@@ -280,14 +301,14 @@ impl Pairer {
         }
         let mut mine: Vec<usize> = Vec::new();
         let mut sni_everywhere = true;
-        for (k, (ok, _)) in self.outside.iter().enumerate() {
+        for (k, (ok, _, ambiguous)) in self.outside.iter_mut().enumerate() {
             let Some(sni) = matches(&key, ok) else {
                 continue;
             };
             let elsewhere = self.inside.iter().any(|(x, _)| matches(x, ok).is_some())
                 || self.recent.iter().any(|x| matches(x, ok).is_some());
             if elsewhere {
-                self.stats.ambiguous += 1;
+                *ambiguous = true;
                 continue;
             }
             sni_everywhere &= sni;
@@ -304,7 +325,7 @@ impl Pairer {
         let mut legs: Vec<Record> = mine
             .iter()
             .rev()
-            .filter_map(|&k| self.outside.remove(k).map(|(_, r)| r))
+            .filter_map(|&k| self.outside.remove(k).map(|(_, r, _)| r))
             .collect();
         legs.reverse();
         legs.sort_by_key(|l| l.session.first_ts);

@@ -17,6 +17,7 @@
 //! machine running more threads than cores must not burn the core the producer needs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -237,6 +238,7 @@ pub fn build(cfg: &PipelineConfig) -> (Dispatcher, Vec<WorkerLoop>) {
             ret: ret_tx,
             records: rec_tx,
             records_rx: Some(rec_rx),
+            progress: Arc::new(AtomicU64::new(0)),
             overflow: cfg.overflow,
             record_waits: 0,
             records_dropped: 0,
@@ -263,6 +265,10 @@ pub struct WorkerLoop {
     ret: rtrb::Producer<Box<Batch>>,
     records: rtrb::Producer<Record>,
     records_rx: Option<rtrb::Consumer<Record>>,
+    /// The worker's clock after each batch (`u64::MAX` once it has finished): every
+    /// record it judged up to that time is already on its record ring. The exporter
+    /// takes the minimum over workers as how far all of them have got.
+    progress: Arc<AtomicU64>,
     overflow: Overflow,
     record_waits: u64,
     records_dropped: u64,
@@ -292,6 +298,11 @@ impl WorkerLoop {
         self.records_rx.take().expect("records taken once")
     }
 
+    /// The worker's published clock (see [`run_exporter`]).
+    pub fn progress(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.progress)
+    }
+
     /// Runs until the last batch; returns the worker's counters. `frames[i]` holds
     /// the frames of point `i` (a replay's mapped capture), where each packet's
     /// [`PacketMeta::frame`] locates its bytes; packets of a point beyond `frames`
@@ -306,6 +317,7 @@ impl WorkerLoop {
             overflow,
             record_waits,
             records_dropped,
+            progress,
             ..
         } = &mut self;
         let mut emit = |r: Record| {
@@ -348,8 +360,11 @@ impl WorkerLoop {
             let _ = ret.push(batch);
             if last {
                 worker.finish(&mut emit);
+                progress.store(u64::MAX, Ordering::Release);
                 break;
             }
+            // After the records of this batch are on the ring.
+            progress.store(worker.now().0, Ordering::Release);
         }
         WorkerReport {
             stats: self.worker.stats(),
@@ -364,6 +379,7 @@ impl WorkerLoop {
 /// as unwritten) but not draining, so workers never block on a dead sink.
 pub fn run_exporter<E>(
     mut rings: Vec<rtrb::Consumer<Record>>,
+    progress: &[Arc<AtomicU64>],
     pairing: PairConfig,
     mut sink: impl FnMut(&Record) -> Result<(), E>,
 ) -> ExportReport<E> {
@@ -391,6 +407,13 @@ pub fn run_exporter<E>(
     loop {
         let mut any = false;
         let mut all_done = true;
+        // How far every worker has got, read before draining: all the records they
+        // judged up to then are on the rings (no progress given: no holding back).
+        let watermark = progress
+            .iter()
+            .map(|p| p.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX);
         for ring in rings.iter_mut() {
             // Check abandonment before draining: a worker that stopped after the
             // check still gets its last records drained on the next round.
@@ -401,6 +424,7 @@ pub fn run_exporter<E>(
             }
             all_done &= abandoned;
         }
+        pairer.advance(Timestamp(watermark), &mut |r| write(r, &mut report));
         if all_done && !any {
             pairer.finish(&mut |r| write(r, &mut report));
             report.pairing = pairer.stats;
@@ -469,6 +493,7 @@ pub fn replay<E: Send>(
 ) -> ReplayReport<E> {
     let (mut dispatcher, mut loops) = build(cfg);
     let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
+    let clocks: Vec<_> = loops.iter().map(WorkerLoop::progress).collect();
     let pairing = PairConfig {
         points: cfg.worker.points,
         correlate: cfg.worker.correlate,
@@ -484,7 +509,7 @@ pub fn replay<E: Send>(
     thread::scope(|scope| {
         let exporter = thread::Builder::new()
             .name("tw-export".into())
-            .spawn_scoped(scope, move || run_exporter(rings, pairing, sink))
+            .spawn_scoped(scope, move || run_exporter(rings, &clocks, pairing, sink))
             .expect("spawn exporter thread");
         let workers: Vec<_> = loops
             .into_iter()
@@ -725,7 +750,8 @@ mod tests {
         assert!(drops > 0, "a stalled worker must cause drops");
         let worker = loops.pop().unwrap();
         let report = thread::scope(|s| {
-            let exporter = s.spawn(|| run_exporter::<()>(rings, PairConfig::default(), |_| Ok(())));
+            let exporter =
+                s.spawn(|| run_exporter::<()>(rings, &[], PairConfig::default(), |_| Ok(())));
             let w = s.spawn(move || worker.run(&[]));
             dispatcher.finish();
             let r = w.join().unwrap();

@@ -981,7 +981,15 @@ pub fn apply_comparison(
         return (verdict, *evidence, pan);
     };
     let mut facts = EvidenceList::default();
-    for u in cmp.unmatched() {
+    // Forged RSTs first: for middlebox_reset they are the deciding facts.
+    let forged_first = cmp
+        .unmatched()
+        .filter(|u| u.rst && u.tamper == Tamper::Forged)
+        .chain(
+            cmp.unmatched()
+                .filter(|u| !(u.rst && u.tamper == Tamper::Forged)),
+        );
+    for u in forged_first {
         facts.push(Evidence::Tampered {
             point: u.point,
             other: u.other,

@@ -166,7 +166,7 @@ fn pipeline_does_not_allocate_after_warm_up() {
     let written = AtomicU64::new(0);
     std::thread::scope(|scope| {
         let exporter = scope.spawn(|| {
-            pipeline::run_exporter::<()>(rings, Default::default(), |_| {
+            pipeline::run_exporter::<()>(rings, &[], Default::default(), |_| {
                 written.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             })

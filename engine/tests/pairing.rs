@@ -74,6 +74,8 @@ fn run(sessions: Vec<Vec<(u64, PacketMeta)>>, cfg: PairConfig) -> (Vec<Record>, 
     let mut out = Vec::new();
     for (_, m) in &packets {
         w.process(m, &[], &mut |r| pairer.push(&r, &mut |x| out.push(*x)));
+        // One worker: its clock is how far every worker has got.
+        pairer.advance(w.now(), &mut |x| out.push(*x));
     }
     w.finish(&mut |r| pairer.push(&r, &mut |x| out.push(*x)));
     pairer.finish(&mut |x| out.push(*x));

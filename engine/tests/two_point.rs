@@ -354,3 +354,41 @@ fn two_point_sessions_get_no_single_point_suspicion() {
     assert_eq!(r.verdict, Verdict::MiddleboxReset);
     assert!(r.suspect.iter().all(Option::is_none));
 }
+
+#[test]
+fn a_forged_rst_after_the_session_was_reset_does_not_make_middlebox_reset() {
+    let mut v = opening();
+    // The server's real RST crosses the middlebox...
+    v.push(p(OUTSIDE, 50, false, RST, 5301, 0, 0));
+    v.push(p(INSIDE, 51, false, RST, 5301, 0, 0));
+    // ... and 100 ms later the firewall answers the client's in-flight data with
+    // one of its own.
+    let mut forged = p(INSIDE, 150, false, RST, 5301, 0, 0);
+    forged.ttl = 64;
+    v.push(forged);
+    let r = one(&v);
+    assert_eq!(r.verdict, Verdict::ResetByServer, "the real RST ended it");
+    assert!(
+        r.compare
+            .unmatched()
+            .any(|u| u.rst && u.tamper == Tamper::Forged),
+        "the forged one is still reported"
+    );
+}
+
+#[test]
+fn data_sent_before_an_ends_own_rst_is_not_data_after_it() {
+    use engine::correlate::sign;
+    let mut v = inside_only(opening());
+    // The client resets; the server's in-flight data arrives; then the server's
+    // kernel answers with its own RST.
+    v.push(p(INSIDE, 50, true, RST, 1101, 0, 0));
+    v.push(p(INSIDE, 51, false, PSH, 5301, 1101, 100));
+    v.push(p(INSIDE, 52, false, RST, 5401, 0, 0));
+    let r = one(&v);
+    let server = r.suspect.iter().flatten().find(|s| s.from == Role::Server);
+    assert!(
+        server.is_none_or(|s| s.signs & sign::DATA_AFTER == 0),
+        "{server:?}"
+    );
+}
