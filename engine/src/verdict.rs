@@ -575,8 +575,8 @@ pub struct Record {
     /// Set when the server-side point's entry is another leg (another 5-tuple) that
     /// a proxy opened for this session ([`crate::pairing`]).
     pub pairing: Option<Pairing>,
-    /// Sessions not compared across points: each end's RST that shows signs of
-    /// forgery, by the sender's side.
+    /// Each end's first RST that shows signs of forgery, by the sender's side,
+    /// unless comparing two points already found it forged or absorbed.
     pub suspect: [Option<Suspect>; 2],
 }
 

@@ -395,11 +395,14 @@ impl Worker {
             Comparison::default()
         };
         let (v, mut e, pan_end_reason) = apply_comparison(v, &e, pan, &compare);
-        let suspect = if compare.points.is_none() {
-            correlate::suspect_rsts(&s, pts)
-        } else {
-            [None; 2]
-        };
+        // Signs at one point, for RSTs the comparison of two points did not already
+        // explain (an RST forged beyond both points is seen at both).
+        let mut suspect = correlate::suspect_rsts(&s, pts);
+        for u in &mut suspect {
+            if u.is_some_and(|u| compare.unmatched().any(|m| m.rst && m.seg == u.seg)) {
+                *u = None;
+            }
+        }
         add_suspects(&mut e, &suspect);
         (verdict, evidence) = (v, e);
         let mut h = SESSION_ID_STATE.build_hasher();

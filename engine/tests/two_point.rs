@@ -345,7 +345,7 @@ fn one_point_rst_burst_with_stepping_sequence_numbers_is_suspect() {
 }
 
 #[test]
-fn two_point_sessions_get_no_single_point_suspicion() {
+fn an_rst_found_forged_by_two_points_is_not_also_a_suspect() {
     let mut v = opening();
     let mut forged = p(INSIDE, 50, false, RST, 5301, 0, 0);
     forged.ttl = 64;
@@ -391,4 +391,22 @@ fn data_sent_before_an_ends_own_rst_is_not_data_after_it() {
         server.is_none_or(|s| s.signs & sign::DATA_AFTER == 0),
         "{server:?}"
     );
+}
+
+#[test]
+fn an_rst_forged_beyond_both_points_is_still_a_suspect() {
+    use engine::correlate::sign;
+    let mut v = opening();
+    // Forged upstream of the outside point: it crosses the middlebox like a real
+    // one, but with a TTL unlike the server's (50 outside, 49 inside).
+    let mut out = p(OUTSIDE, 50, false, RST, 5301, 0, 0);
+    out.ttl = 50;
+    let mut ins = p(INSIDE, 51, false, RST, 5301, 0, 0);
+    ins.ttl = 49;
+    v.push(out);
+    v.push(ins);
+    let r = one(&v);
+    assert_eq!(r.compare.unmatched().count(), 0, "seen at both points");
+    let s = r.suspect.iter().flatten().next().expect("suspect");
+    assert_eq!((s.point, s.signs), (OUTSIDE, sign::TTL));
 }
