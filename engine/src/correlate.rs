@@ -210,42 +210,37 @@ pub fn compare(
                     Tamper::Absorbed => there.dirs[1 - d].last_ts > after,
                 }
             };
+            let unmatched = |ev: SegEvent, rst: bool, other_count: u16| Unmatched {
+                point: hp,
+                other: tp,
+                toward,
+                tamper,
+                rst,
+                seg: ev,
+                other_count,
+                sender_ttl: mine.ttl_first,
+                went_on: went_on(ev),
+            };
             let rsts = [mine.rst(), mine.last_rst().filter(|_| mine.rst_count > 1)];
-            for ev in rsts.into_iter().flatten() {
-                let copies = [theirs.rst(), theirs.last_rst()];
-                let matched = copies
-                    .into_iter()
-                    .flatten()
-                    .any(|e| near(e.ts, ev.ts, cfg.window));
-                if !matched && n < found.len() {
-                    found[n] = Some(Unmatched {
-                        point: hp,
-                        other: tp,
-                        toward,
-                        tamper,
-                        rst: true,
-                        seg: ev,
-                        other_count: theirs.rst_count,
-                        sender_ttl: mine.ttl_first,
-                        went_on: went_on(ev),
-                    });
-                    n += 1;
-                }
-            }
-            if let Some(ev) = mine.fin() {
-                let matched = theirs.fin().is_some_and(|e| near(e.ts, ev.ts, cfg.window));
-                if !matched && n < found.len() {
-                    found[n] = Some(Unmatched {
-                        point: hp,
-                        other: tp,
-                        toward,
-                        tamper,
-                        rst: false,
-                        seg: ev,
-                        other_count: theirs.fin_count,
-                        sender_ttl: mine.ttl_first,
-                        went_on: went_on(ev),
-                    });
+            let rst_copies = [theirs.rst(), theirs.last_rst()];
+            let candidates = rsts
+                .into_iter()
+                .flatten()
+                .filter(|ev| {
+                    !rst_copies
+                        .iter()
+                        .flatten()
+                        .any(|e| near(e.ts, ev.ts, cfg.window))
+                })
+                .map(|ev| unmatched(ev, true, theirs.rst_count))
+                .chain(
+                    mine.fin()
+                        .filter(|ev| !theirs.fin().is_some_and(|e| near(e.ts, ev.ts, cfg.window)))
+                        .map(|ev| unmatched(ev, false, theirs.fin_count)),
+                );
+            for u in candidates {
+                if let Some(slot) = found.get_mut(n) {
+                    *slot = Some(u);
                     n += 1;
                 }
             }
