@@ -1,15 +1,23 @@
 //! Threads and rings: the only module of the engine that starts threads.
 //!
 //! ```text
-//!  reader (caller's thread) --batches--> worker 0..N --records--> exporter --> sink
-//!        <--empty batches---                (one SPSC ring each way per worker)
+//!  reader 0..R --batches--> worker 0..N --records--> exporter --> sink
+//!         <--empty batches---         (one SPSC ring each way per reader and worker)
 //! ```
 //!
-//! The reader decodes and hashes each packet and appends it to the current batch of
-//! the worker that owns its flow; a full batch goes over that worker's bounded
-//! single-producer/single-consumer ring (rtrb). Emptied batches come back on a
-//! return ring, so after start-up nothing is allocated. Workers push one record per
-//! ended session on their own record ring; one exporter thread drains all of them.
+//! A reader (the replay's merge, or one live capture thread per receive queue)
+//! decodes and hashes each packet and appends it to the current batch of the worker
+//! that owns its flow; a full batch goes over that reader's bounded
+//! single-producer/single-consumer ring (rtrb) to that worker. Emptied batches come
+//! back on a return ring, so after start-up nothing is allocated. Workers push one
+//! record per ended session on their own record ring; one exporter thread drains all
+//! of them.
+//!
+//! Packet bytes: a replay's workers read payloads from the mapped captures, which
+//! live for the run ([`PacketMeta::frame`] is an offset in them). A live capture
+//! must give its frames back to the kernel at once, so its readers copy each TCP
+//! payload into the batch ([`Dispatcher::push_copy`], bounded by
+//! [`PipelineConfig::batch_bytes`]).
 //!
 //! Backpressure: [`Overflow::Wait`] (replay: a file can wait, and nothing may be
 //! lost) or [`Overflow::Drop`] (live capture: the wire cannot wait; every drop is
@@ -30,7 +38,7 @@ use crate::pairing::{PairConfig, PairStats, Pairer};
 use crate::session::PointId;
 use crate::stats::ReaderStats;
 use crate::time::{Nanos, Timestamp};
-use crate::verdict::Record;
+use crate::verdict::{EndReason, Record};
 use crate::wire;
 use crate::worker::{PacketMeta, Worker, WorkerConfig, WorkerStats};
 
@@ -63,7 +71,19 @@ pub struct PipelineConfig {
     /// Joining the legs of proxied sessions on the exporter; its `points` and
     /// `correlate` are taken from `worker`.
     pub pairing: PairConfig,
+    /// Readers feeding the workers, each with its own [`Dispatcher`]; a worker
+    /// finishes once every reader has finished.
+    pub readers: usize,
+    /// Payload bytes one batch can carry for [`Dispatcher::push_copy`] (at least
+    /// [`MIN_BATCH_BYTES`] when not 0); 0: payloads stay in the capture (replay).
+    pub batch_bytes: usize,
+    /// How sessions still open when the input ends are reported: `EndOfInput` for
+    /// a capture file, `Shutdown` for a live capture that was stopped.
+    pub open_at_end: EndReason,
 }
+
+/// The smallest non-zero [`PipelineConfig::batch_bytes`]: room for any frame.
+pub const MIN_BATCH_BYTES: usize = 65_536;
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -76,6 +96,9 @@ impl Default for PipelineConfig {
             tick: Nanos::from_secs(1),
             overflow: Overflow::Wait,
             pairing: PairConfig::default(),
+            readers: 1,
+            batch_bytes: 0,
+            open_at_end: EndReason::EndOfInput,
         }
     }
 }
@@ -84,6 +107,9 @@ impl Default for PipelineConfig {
 #[derive(Debug)]
 pub struct Batch {
     pub packets: Vec<PacketMeta>,
+    /// Payloads copied by [`Dispatcher::push_copy`]: each such packet's `frame` is
+    /// an offset in here.
+    pub bytes: Vec<u8>,
     /// Capture time the worker may advance its clock to after this batch.
     pub now: Timestamp,
     /// No batch follows: judge every session and stop.
@@ -119,6 +145,7 @@ struct Lane {
 pub struct Dispatcher {
     lanes: Vec<Lane>,
     batch: usize,
+    batch_bytes: usize,
     overflow: Overflow,
     tick: Nanos,
     next_tick: Timestamp,
@@ -140,22 +167,78 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    /// Hands `m` to its worker. Never blocks with [`Overflow::Drop`].
+    /// Hands `m` to its worker; its payload stays where `m.frame` says (replay).
+    /// Never blocks with [`Overflow::Drop`].
     #[inline]
     pub fn push(&mut self, m: PacketMeta) {
-        self.now = self.now.max(m.ts);
         let w = worker_for(m.hash, self.lanes.len());
+        self.push_to(w, m);
+    }
+
+    /// Hands `m` to its worker with a copy of its TCP payload `payload` (live
+    /// capture: the frame goes back to the kernel right after this). A batch whose
+    /// byte area is full is sent first. Needs [`PipelineConfig::batch_bytes`].
+    #[inline]
+    pub fn push_copy(&mut self, mut m: PacketMeta, payload: &[u8]) {
+        let w = worker_for(m.hash, self.lanes.len());
+        // Longer than any frame; cut rather than overrun (cannot happen with a
+        // batch area of at least MIN_BATCH_BYTES).
+        let payload = &payload[..payload.len().min(self.batch_bytes)];
+        if self.lanes[w].current.bytes.len() + payload.len() > self.batch_bytes {
+            self.send(w, false);
+        }
+        let bytes = &mut self.lanes[w].current.bytes;
+        m.frame = bytes.len() as u64;
+        m.pkt.payload_offset = 0;
+        m.pkt.payload_captured = payload.len() as u32;
+        bytes.extend_from_slice(payload);
+        self.push_to(w, m);
+    }
+
+    #[inline]
+    fn push_to(&mut self, w: usize, m: PacketMeta) {
+        self.now = self.now.max(m.ts);
         let lane = &mut self.lanes[w];
         lane.current.packets.push(m);
         if lane.current.packets.len() >= self.batch {
             self.send(w, false);
         }
         if m.ts >= self.next_tick {
-            self.next_tick = m.ts.saturating_add(self.tick);
-            for w in 0..self.lanes.len() {
+            self.tick_all(m.ts);
+        }
+    }
+
+    fn tick_all(&mut self, now: Timestamp) {
+        self.next_tick = now.saturating_add(self.tick);
+        for w in 0..self.lanes.len() {
+            self.send(w, false);
+        }
+    }
+
+    /// Sends every batch that holds packets, without waiting for it to fill: a
+    /// live reader calls this when its receive ring ran dry, so that packets do
+    /// not sit in a half-full batch while traffic is light.
+    pub fn flush(&mut self) {
+        for w in 0..self.lanes.len() {
+            if !self.lanes[w].current.packets.is_empty() {
                 self.send(w, false);
             }
         }
+    }
+
+    /// The time is `now` though no packet came (a live reader with nothing to
+    /// read): once a tick has passed, every worker is told, so that sessions
+    /// expire on a quiet link too.
+    pub fn idle(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
+        if self.now >= self.next_tick {
+            self.tick_all(self.now);
+        }
+    }
+
+    /// Packets dropped on full rings so far ([`Overflow::Drop`]).
+    pub fn drops(&self) -> u64 {
+        self.drops
     }
 
     /// Sends worker `w`'s current batch (even empty, to carry the time).
@@ -165,6 +248,7 @@ impl Dispatcher {
             let lane = &mut self.lanes[w];
             if let Ok(mut fresh) = lane.returned.pop() {
                 fresh.packets.clear();
+                fresh.bytes.clear();
                 fresh.last = false;
                 let mut full = std::mem::replace(&mut lane.current, fresh);
                 full.now = now;
@@ -180,6 +264,7 @@ impl Dispatcher {
                 (Overflow::Drop, false) => {
                     self.drops += lane.current.packets.len() as u64;
                     lane.current.packets.clear();
+                    lane.current.bytes.clear();
                     return;
                 }
                 _ => {
@@ -198,71 +283,98 @@ impl Dispatcher {
     }
 }
 
-/// Builds the rings and worker loops for `cfg.workers` workers. Returns the
-/// dispatcher, the worker loops (to run on threads) and one record consumer each.
-pub fn build(cfg: &PipelineConfig) -> (Dispatcher, Vec<WorkerLoop>) {
+/// Builds the rings and worker loops for `cfg.readers` readers and `cfg.workers`
+/// workers. Returns one dispatcher per reader and the worker loops (to run on
+/// threads), each with its record ring.
+pub fn build(cfg: &PipelineConfig) -> (Vec<Dispatcher>, Vec<WorkerLoop>) {
     let n = cfg.workers.max(1);
     let per_worker = WorkerConfig {
         max_sessions: cfg.worker.max_sessions.div_ceil(n),
         ..cfg.worker
     };
     let in_flight = cfg.batches_in_flight.max(2);
-    let mut lanes = Vec::with_capacity(n);
-    let mut loops = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (tx, rx) = rtrb::RingBuffer::<Box<Batch>>::new(in_flight + 1);
-        let (mut ret_tx, ret_rx) = rtrb::RingBuffer::<Box<Batch>>::new(in_flight + 1);
-        for _ in 0..in_flight {
-            let b = Box::new(Batch {
-                packets: Vec::with_capacity(cfg.batch),
-                now: Timestamp::ZERO,
-                last: false,
-            });
-            if ret_tx.push(b).is_err() {
-                unreachable!("the return ring was sized for the pool");
-            }
-        }
-        let (rec_tx, rec_rx) = rtrb::RingBuffer::<Record>::new(cfg.record_ring.max(1));
-        lanes.push(Lane {
-            tx,
-            returned: ret_rx,
-            current: Box::new(Batch {
-                packets: Vec::with_capacity(cfg.batch),
-                now: Timestamp::ZERO,
-                last: false,
-            }),
-        });
-        loops.push(WorkerLoop {
-            worker: Worker::new(per_worker),
-            rx,
-            ret: ret_tx,
-            records: rec_tx,
-            records_rx: Some(rec_rx),
-            progress: Arc::new(AtomicU64::new(0)),
-            overflow: cfg.overflow,
-            record_waits: 0,
-            records_dropped: 0,
-        });
-    }
-    let dispatcher = Dispatcher {
-        lanes,
-        batch: cfg.batch.max(1),
-        overflow: cfg.overflow,
-        tick: cfg.tick,
-        next_tick: Timestamp::ZERO,
-        now: Timestamp::ZERO,
-        waiter: Waiter::default(),
-        drops: 0,
-        waits: 0,
+    let batch_bytes = match cfg.batch_bytes {
+        0 => 0,
+        b => b.max(MIN_BATCH_BYTES),
     };
-    (dispatcher, loops)
+    let new_batch = || {
+        Box::new(Batch {
+            packets: Vec::with_capacity(cfg.batch),
+            bytes: Vec::with_capacity(batch_bytes),
+            now: Timestamp::ZERO,
+            last: false,
+        })
+    };
+    let mut loops: Vec<WorkerLoop> = (0..n)
+        .map(|_| {
+            let (rec_tx, rec_rx) = rtrb::RingBuffer::<Record>::new(cfg.record_ring.max(1));
+            WorkerLoop {
+                worker: Worker::new(per_worker),
+                inputs: Vec::with_capacity(cfg.readers.max(1)),
+                records: rec_tx,
+                records_rx: Some(rec_rx),
+                progress: Arc::new(AtomicU64::new(0)),
+                overflow: cfg.overflow,
+                open_at_end: cfg.open_at_end,
+                copied: batch_bytes > 0,
+                record_waits: 0,
+                records_dropped: 0,
+            }
+        })
+        .collect();
+    let dispatchers = (0..cfg.readers.max(1))
+        .map(|_| {
+            let lanes = loops
+                .iter_mut()
+                .map(|l| {
+                    let (tx, rx) = rtrb::RingBuffer::<Box<Batch>>::new(in_flight + 1);
+                    let (mut ret_tx, ret_rx) = rtrb::RingBuffer::<Box<Batch>>::new(in_flight + 1);
+                    for _ in 0..in_flight {
+                        if ret_tx.push(new_batch()).is_err() {
+                            unreachable!("the return ring was sized for the pool");
+                        }
+                    }
+                    l.inputs.push(Input {
+                        rx,
+                        ret: ret_tx,
+                        done: false,
+                    });
+                    Lane {
+                        tx,
+                        returned: ret_rx,
+                        current: new_batch(),
+                    }
+                })
+                .collect();
+            Dispatcher {
+                lanes,
+                batch: cfg.batch.max(1),
+                batch_bytes,
+                overflow: cfg.overflow,
+                tick: cfg.tick,
+                next_tick: Timestamp::ZERO,
+                now: Timestamp::ZERO,
+                waiter: Waiter::default(),
+                drops: 0,
+                waits: 0,
+            }
+        })
+        .collect();
+    (dispatchers, loops)
+}
+
+/// A worker's end of one reader's rings.
+struct Input {
+    rx: rtrb::Consumer<Box<Batch>>,
+    ret: rtrb::Producer<Box<Batch>>,
+    /// The reader sent its last batch (or is gone).
+    done: bool,
 }
 
 /// One worker and its rings.
 pub struct WorkerLoop {
     worker: Worker,
-    rx: rtrb::Consumer<Box<Batch>>,
-    ret: rtrb::Producer<Box<Batch>>,
+    inputs: Vec<Input>,
     records: rtrb::Producer<Record>,
     records_rx: Option<rtrb::Consumer<Record>>,
     /// The worker's clock after each batch (`u64::MAX` once it has finished): every
@@ -270,6 +382,9 @@ pub struct WorkerLoop {
     /// takes the minimum over workers as how far all of them have got.
     progress: Arc<AtomicU64>,
     overflow: Overflow,
+    open_at_end: EndReason,
+    /// Payloads come in the batches ([`Dispatcher::push_copy`]), not in `frames`.
+    copied: bool,
     record_waits: u64,
     records_dropped: u64,
 }
@@ -311,15 +426,17 @@ impl WorkerLoop {
         let mut waiter = Waiter::default();
         let Self {
             worker,
-            rx,
-            ret,
+            inputs,
             records,
             overflow,
+            open_at_end,
+            copied,
             record_waits,
             records_dropped,
             progress,
             ..
         } = &mut self;
+        let (open_at_end, copied) = (*open_at_end, *copied);
         let mut emit = |r: Record| {
             let mut r = r;
             let mut w = Waiter::default();
@@ -338,34 +455,49 @@ impl WorkerLoop {
                 }
             }
         };
-        loop {
-            let Ok(batch) = rx.pop() else {
-                // The reader is gone without sending the last batch (it panicked):
-                // judge what we have and stop rather than wait forever.
-                if rx.is_abandoned() && rx.is_empty() {
-                    worker.finish(&mut emit);
-                    break;
+        let mut open = inputs.len();
+        while open > 0 {
+            // One batch from each reader in turn; wait when none had one.
+            let mut any = false;
+            for input in inputs.iter_mut().filter(|i| !i.done) {
+                let Ok(batch) = input.rx.pop() else {
+                    if input.rx.is_abandoned() && input.rx.is_empty() {
+                        // The reader is gone without sending its last batch (it
+                        // panicked): judge what we have rather than wait forever.
+                        input.done = true;
+                        open -= 1;
+                    }
+                    continue;
+                };
+                any = true;
+                for m in &batch.packets {
+                    let bytes = if copied {
+                        &batch.bytes[..]
+                    } else {
+                        frames.get(usize::from(m.point.0)).copied().unwrap_or(&[])
+                    };
+                    worker.process(m, m.payload(bytes), &mut emit);
                 }
+                worker.advance(batch.now, &mut emit);
+                if batch.last {
+                    input.done = true;
+                    open -= 1;
+                }
+                // The return ring has room for every batch in circulation.
+                let _ = input.ret.push(batch);
+                if open > 0 {
+                    // After the records of this batch are on the ring.
+                    progress.store(worker.now().0, Ordering::Release);
+                }
+            }
+            if any {
+                waiter.reset();
+            } else if open > 0 {
                 waiter.wait();
-                continue;
-            };
-            waiter.reset();
-            for m in &batch.packets {
-                let bytes = frames.get(usize::from(m.point.0)).copied().unwrap_or(&[]);
-                worker.process(m, m.payload(bytes), &mut emit);
             }
-            worker.advance(batch.now, &mut emit);
-            let last = batch.last;
-            // The return ring has room for every batch in circulation.
-            let _ = ret.push(batch);
-            if last {
-                worker.finish(&mut emit);
-                progress.store(u64::MAX, Ordering::Release);
-                break;
-            }
-            // After the records of this batch are on the ring.
-            progress.store(worker.now().0, Ordering::Release);
         }
+        worker.finish_with(open_at_end, &mut emit);
+        progress.store(u64::MAX, Ordering::Release);
         WorkerReport {
             stats: self.worker.stats(),
             record_waits: self.record_waits,
@@ -491,7 +623,8 @@ pub fn replay<E: Send>(
     sink: impl FnMut(&Record) -> Result<(), E> + Send,
     progress: &Progress,
 ) -> ReplayReport<E> {
-    let (mut dispatcher, mut loops) = build(cfg);
+    let (mut dispatchers, mut loops) = build(&PipelineConfig { readers: 1, ..*cfg });
+    let mut dispatcher = dispatchers.pop().expect("one reader");
     let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
     let clocks: Vec<_> = loops.iter().map(WorkerLoop::progress).collect();
     let pairing = PairConfig {
@@ -740,7 +873,8 @@ mod tests {
             overflow: Overflow::Drop,
             ..PipelineConfig::default()
         };
-        let (mut dispatcher, mut loops) = build(&cfg);
+        let (mut dispatchers, mut loops) = build(&cfg);
+        let mut dispatcher = dispatchers.pop().unwrap();
         let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
         // The worker is not running yet: only the batches in flight can be filled.
         for i in 0..100 {

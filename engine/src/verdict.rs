@@ -137,16 +137,19 @@ pub enum EndReason {
     PortReused,
     /// The capture ended while the session was open (or lingering).
     EndOfInput,
+    /// A live capture was stopped (SIGINT, SIGTERM) while the session was open.
+    Shutdown,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 6] = [
+    pub const ALL: [EndReason; 7] = [
         EndReason::Rst,
         EndReason::Fin,
         EndReason::IdleTimeout,
         EndReason::Evicted,
         EndReason::PortReused,
         EndReason::EndOfInput,
+        EndReason::Shutdown,
     ];
     pub const COUNT: usize = EndReason::ALL.len();
 
@@ -158,6 +161,7 @@ impl EndReason {
             EndReason::Evicted => "evicted",
             EndReason::PortReused => "port_reused",
             EndReason::EndOfInput => "end_of_input",
+            EndReason::Shutdown => "shutdown",
         }
     }
     pub fn index(self) -> usize {
@@ -652,7 +656,9 @@ pub fn classify(
             .map(|p| p.dirs[c].last_ts)
             .max()
             .unwrap_or(first_syn.ts);
-        if end == EndReason::EndOfInput && now.saturating_sub(first_syn.ts) < cfg.syn_grace {
+        if matches!(end, EndReason::EndOfInput | EndReason::Shutdown)
+            && now.saturating_sub(first_syn.ts) < cfg.syn_grace
+        {
             ev.push(Evidence::CaptureEndedAfterSyn {
                 after: now.saturating_sub(first_syn.ts),
             });
@@ -695,7 +701,7 @@ pub fn classify(
             timeout: cfg.idle_timeout,
         }),
         EndReason::Evicted => ev.push(Evidence::Evicted),
-        EndReason::EndOfInput if verdict == Verdict::IncompleteCapture => {
+        EndReason::EndOfInput | EndReason::Shutdown if verdict == Verdict::IncompleteCapture => {
             ev.push(Evidence::EndOfInput)
         }
         EndReason::PortReused => ev.push(Evidence::PortReused),

@@ -301,12 +301,17 @@ impl Worker {
 
     /// End of input: judges every session still in the table.
     pub fn finish(&mut self, out: &mut impl FnMut(Record)) {
+        self.finish_with(EndReason::EndOfInput, out);
+    }
+
+    /// End of input (`open` = [`EndReason::EndOfInput`]) or of a live capture
+    /// (`open` = [`EndReason::Shutdown`]): judges every session still in the table;
+    /// one still open is reported with `open`.
+    pub fn finish_with(&mut self, open: EndReason, out: &mut impl FnMut(Record)) {
         while let Some(slot) = self.table.any() {
             let end = match self.table.session(slot).close {
                 Some(_) => self.close_reason(slot),
-                None => self
-                    .expired_at(slot, self.now)
-                    .unwrap_or(EndReason::EndOfInput),
+                None => self.expired_at(slot, self.now).unwrap_or(open),
             };
             self.end(slot, end, out);
         }
@@ -386,7 +391,10 @@ impl Worker {
         // The session did not end on its own: no "silence" can be read from it.
         let by_capture = matches!(
             end,
-            EndReason::EndOfInput | EndReason::Evicted | EndReason::PortReused
+            EndReason::EndOfInput
+                | EndReason::Shutdown
+                | EndReason::Evicted
+                | EndReason::PortReused
         );
         let (v, e, pan) = classify_tls(&s, pts, &mut tls[..ntls], by_capture, verdict, &evidence);
         let compare = if pts.len() > 1 {

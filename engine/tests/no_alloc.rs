@@ -161,7 +161,8 @@ fn pipeline_does_not_allocate_after_warm_up() {
         },
         ..PipelineConfig::default()
     };
-    let (mut dispatcher, mut loops) = pipeline::build(&cfg);
+    let (mut dispatchers, mut loops) = pipeline::build(&cfg);
+    let mut dispatcher = dispatchers.pop().unwrap();
     let rings: Vec<_> = loops.iter_mut().map(|l| l.take_records()).collect();
     let written = AtomicU64::new(0);
     std::thread::scope(|scope| {
