@@ -21,6 +21,7 @@ use engine::worker::WorkerConfig;
 
 mod check;
 mod input;
+mod live;
 mod summary;
 
 use input::MappedCapture;
@@ -38,6 +39,12 @@ struct Cli {
 enum Command {
     /// Replay capture files (pcap, pcapng) and write one JSON verdict per session.
     Replay(ReplayArgs),
+    /// Capture live with AF_XDP on one or more interfaces (each a capture point) and
+    /// write one JSON verdict per session as sessions end. Needs root (CAP_NET_ADMIN,
+    /// CAP_BPF, CAP_IPC_LOCK); `tapwatch check IFACE` tells what is missing. SIGUSR1
+    /// prints the counters; SIGINT or SIGTERM judges the open sessions (end_reason
+    /// `shutdown`), writes the last verdicts and the summary, and exits 0.
+    Live(LiveArgs),
     /// Read capture files without analysing them: the floor for benchmarks, and a
     /// quick integrity check (frames, bytes, first error).
     Read(ReadArgs),
@@ -64,6 +71,74 @@ struct ReplayArgs {
     #[arg(value_name = "[NAME=]PATH", required = true)]
     inputs: Vec<String>,
 
+    #[command(flatten)]
+    analysis: AnalysisArgs,
+
+    /// Correct the clocks of the capture points against the client-side point's:
+    /// `auto` estimates each point's offset from packets seen at both points (the
+    /// default), `none` corrects nothing, `NAME=SECONDS` gives how far point NAME's
+    /// clock is ahead (`outside=-0.250`: 250 ms behind). NAME=SECONDS may be
+    /// repeated, and overrides `auto` or `none` for that point.
+    #[arg(long, value_name = "auto|none|NAME=SECONDS", value_parser = parse_clock_offset)]
+    clock_offset: Vec<ClockOffsetArg>,
+
+    /// No progress bar (it is shown only when standard error is a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args, Debug)]
+struct LiveArgs {
+    /// Interfaces, one per capture point: `NAME=IFACE`, or `IFACE` to name the point
+    /// after the interface. Every receive queue of each gets an AF_XDP socket and a
+    /// capture thread.
+    #[arg(value_name = "[NAME=]IFACE", required = true)]
+    ifaces: Vec<String>,
+
+    #[command(flatten)]
+    analysis: AnalysisArgs,
+
+    /// Where the XDP program runs: `driver` (native, fast; fails if the driver has
+    /// no XDP), `skb` (generic, any interface, slower), `auto` (driver, else skb
+    /// with a warning).
+    #[arg(long, value_enum, default_value = "auto")]
+    xdp_mode: live::xdp::ModeArg,
+
+    /// How sockets are bound: `zero` (zero-copy: the NIC writes into tapwatch's
+    /// memory; needs driver support and driver mode), `copy` (the kernel copies each
+    /// frame), `auto` (zero-copy where the driver has it, else copy).
+    #[arg(long, value_enum, default_value = "auto")]
+    bind_mode: live::xsk::BindMode,
+
+    /// Frames in each socket's UMEM (power of two, 4 KiB each): what absorbs a
+    /// capture thread's pauses. 4,096 ran dry on these machines whenever the reader
+    /// was descheduled; 16,384 (64 MiB per queue) did not.
+    #[arg(long, value_name = "N", default_value_t = 16_384)]
+    umem_frames: u32,
+
+    /// Busy polling: the driver's receive work runs from the capture threads instead
+    /// of interrupts (lower latency, one core busy per queue while idle).
+    #[arg(long)]
+    busy_poll: bool,
+
+    /// What the XDP program does with packets that are not for tapwatch (not TCP,
+    /// outside --port): `drop` for a tap or SPAN port, `pass` on a host that needs
+    /// its own traffic.
+    #[arg(long, value_enum, default_value = "drop")]
+    not_matched: live::xdp::NotMatched,
+
+    /// Only TCP with this port at either end (repeatable, up to 8); default: all TCP.
+    #[arg(long, value_name = "PORT")]
+    port: Vec<u16>,
+
+    /// Stop after this long, as SIGTERM would (for tests and benchmarks).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<Nanos>,
+}
+
+/// What the analysis needs, whatever the packets come from (replay or live).
+#[derive(Args, Debug)]
+struct AnalysisArgs {
     /// Worker threads (sessions are spread over them by a symmetric flow hash).
     /// Default: the number of cores.
     #[arg(short, long, value_name = "N")]
@@ -101,14 +176,6 @@ struct ReplayArgs {
     #[arg(long)]
     no_tls: bool,
 
-    /// Correct the clocks of the capture points against the client-side point's:
-    /// `auto` estimates each point's offset from packets seen at both points (the
-    /// default), `none` corrects nothing, `NAME=SECONDS` gives how far point NAME's
-    /// clock is ahead (`outside=-0.250`: 250 ms behind). NAME=SECONDS may be
-    /// repeated, and overrides `auto` or `none` for that point.
-    #[arg(long, value_name = "auto|none|NAME=SECONDS", value_parser = parse_clock_offset)]
-    clock_offset: Vec<ClockOffsetArg>,
-
     /// The capture point on the clients' side of the middlebox: the reference clock,
     /// and the inside of the comparison between points. Default: the first point.
     #[arg(long, value_name = "NAME")]
@@ -135,13 +202,72 @@ struct ReplayArgs {
     #[arg(long, value_name = "PATH")]
     stats: Option<PathBuf>,
 
-    /// No progress bar (it is shown only when standard error is a terminal).
-    #[arg(long)]
-    no_progress: bool,
-
     /// No summary on standard error.
     #[arg(short, long)]
     quiet: bool,
+}
+
+impl AnalysisArgs {
+    /// The pipeline for `points` capture points, the client side at `client_side`.
+    fn pipeline(&self, points: usize, client_side: usize) -> Result<PipelineConfig> {
+        let workers = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if workers == 0 || workers > 256 {
+            bail!("--workers must be between 1 and 256");
+        }
+        if self.max_sessions == 0 {
+            bail!("--max-sessions must be at least 1");
+        }
+        if !(1024..=16 << 20).contains(&self.tls_buffer) {
+            bail!("--tls-buffer must be between 1024 and 16777216 bytes");
+        }
+        Ok(PipelineConfig {
+            workers,
+            worker: WorkerConfig {
+                max_sessions: self.max_sessions,
+                points,
+                idle_timeout: self.idle_timeout,
+                linger: self.linger,
+                tls: TlsConfig {
+                    buf_cap: self.tls_buffer,
+                    buffers: self.tls_buffers,
+                    enabled: !self.no_tls,
+                    ..TlsConfig::default()
+                },
+                correlate: CorrelateConfig {
+                    client_side: PointId(client_side as u8),
+                    window: self.match_window,
+                },
+                ..WorkerConfig::default()
+            },
+            overflow: Overflow::Wait,
+            pairing: PairConfig {
+                window: self.pair_window,
+                ..PairConfig::default()
+            },
+            ..PipelineConfig::default()
+        })
+    }
+
+    /// The client-side point's index among `names`.
+    fn client_side(&self, names: &[String]) -> Result<usize> {
+        match &self.client_side {
+            Some(name) => point_index(names, name, "--client-side"),
+            None => Ok(0),
+        }
+    }
+
+    /// Where verdicts go: `--output` (created now), or standard output.
+    fn output(&self) -> Result<BufWriter<Box<dyn Write + Send>>> {
+        let out: Box<dyn Write + Send> = match &self.output {
+            Some(p) if p.as_os_str() != "-" => {
+                Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
+            }
+            _ => Box::new(io::stdout()),
+        };
+        Ok(BufWriter::with_capacity(1 << 20, out))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -308,6 +434,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(args),
+        Command::Live(args) => live::run(args),
         Command::Read(args) => read(args),
         Command::Synth(args) => synth(args),
         Command::Check(args) => check::run(&args.ifaces, &mut io::stdout().lock())
@@ -354,10 +481,8 @@ fn replay(args: ReplayArgs) -> Result<i32> {
         captures.push(MappedCapture::open(&path)?);
         names.push(name);
     }
-    let client_side = match &args.client_side {
-        Some(name) => point_index(&names, name, "--client-side")?,
-        None => 0,
-    };
+    let an = &args.analysis;
+    let client_side = an.client_side(&names)?;
     let data: Vec<&[u8]> = captures.iter().map(MappedCapture::bytes).collect();
     let (clock_mode, clocks) = clock_offsets(&args.clock_offset, &names, client_side, &data)?;
     for (name, c) in names.iter().zip(&clocks) {
@@ -371,52 +496,9 @@ fn replay(args: ReplayArgs) -> Result<i32> {
             );
         }
     }
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if workers == 0 || workers > 256 {
-        bail!("--workers must be between 1 and 256");
-    }
-    if args.max_sessions == 0 {
-        bail!("--max-sessions must be at least 1");
-    }
-    if !(1024..=16 << 20).contains(&args.tls_buffer) {
-        bail!("--tls-buffer must be between 1024 and 16777216 bytes");
-    }
-    let cfg = PipelineConfig {
-        workers,
-        worker: WorkerConfig {
-            max_sessions: args.max_sessions,
-            points: names.len(),
-            idle_timeout: args.idle_timeout,
-            linger: args.linger,
-            tls: TlsConfig {
-                buf_cap: args.tls_buffer,
-                buffers: args.tls_buffers,
-                enabled: !args.no_tls,
-                ..TlsConfig::default()
-            },
-            correlate: CorrelateConfig {
-                client_side: PointId(client_side as u8),
-                window: args.match_window,
-            },
-            ..WorkerConfig::default()
-        },
-        overflow: Overflow::Wait,
-        pairing: PairConfig {
-            window: args.pair_window,
-            ..PairConfig::default()
-        },
-        ..PipelineConfig::default()
-    };
-
-    let out: Box<dyn Write + Send> = match &args.output {
-        Some(p) if p.as_os_str() != "-" => {
-            Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
-        }
-        _ => Box::new(io::stdout()),
-    };
-    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let cfg = an.pipeline(names.len(), client_side)?;
+    let workers = cfg.workers;
+    let mut out = an.output()?;
     let sources: Vec<ReplaySource<'_>> = captures
         .iter()
         .zip(&names)
@@ -431,7 +513,7 @@ fn replay(args: ReplayArgs) -> Result<i32> {
 
     let progress = Progress::default();
     let done = AtomicBool::new(false);
-    let show_progress = !args.no_progress && !args.quiet && io::stderr().is_terminal();
+    let show_progress = !args.no_progress && !an.quiet && io::stderr().is_terminal();
     let started = Instant::now();
     let report: ReplayReport<io::Error> = std::thread::scope(|scope| {
         if show_progress {
@@ -469,20 +551,24 @@ fn replay(args: ReplayArgs) -> Result<i32> {
             captures[*point].path.display()
         );
     }
+    let sources: Vec<String> = captures
+        .iter()
+        .map(|c| c.path.display().to_string())
+        .collect();
     let points = summary::Points {
         names: &names,
-        captures: &captures,
+        sources: &sources,
         client_side,
-        match_window: args.match_window,
-        pair_window: args.pair_window,
+        match_window: an.match_window,
+        pair_window: an.pair_window,
         clock_mode,
         clocks: &clocks,
     };
     let summary = summary::Summary::new(&report, &points, elapsed, workers);
-    if !args.quiet {
+    if !an.quiet {
         summary.print(&mut io::stderr().lock());
     }
-    if let Some(path) = &args.stats {
+    if let Some(path) = &an.stats {
         summary.write_json(path)?;
     }
     if let Some(e) = report
@@ -495,7 +581,7 @@ fn replay(args: ReplayArgs) -> Result<i32> {
         if e == io::ErrorKind::BrokenPipe {
             // The reader went away (`| head`): as for any Unix filter, not an error;
             // but the summary counted verdicts the reader never took.
-            if !args.quiet {
+            if !an.quiet {
                 eprintln!("tapwatch: the output was closed early (broken pipe): not every verdict was delivered");
             }
             return Ok(0);

@@ -13,8 +13,6 @@ use engine::time::Nanos;
 use engine::verdict::{EndReason, Verdict};
 use serde_json::{json, Map, Value};
 
-use crate::input::MappedCapture;
-
 /// `--clock-offset` for the points not given an offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClockMode {
@@ -37,7 +35,8 @@ impl ClockMode {
 #[derive(Debug)]
 pub struct Points<'a> {
     pub names: &'a [String],
-    pub captures: &'a [MappedCapture],
+    /// Per point, where its packets came from (a file's path, an interface).
+    pub sources: &'a [String],
     /// Index of the client-side point: the reference clock.
     pub client_side: usize,
     pub match_window: Nanos,
@@ -61,7 +60,7 @@ impl Summary {
         elapsed: Duration,
         workers: usize,
     ) -> Summary {
-        let (names, captures) = (run.names, run.captures);
+        let (names, sources) = (run.names, run.sources);
         let secs = elapsed.as_secs_f64().max(1e-9);
         let mut points = Map::new();
         let mut frames = 0;
@@ -80,7 +79,7 @@ impl Summary {
             points.insert(
                 name.clone(),
                 json!({
-                    "file": captures[i].path.display().to_string(),
+                    "source": sources[i],
                     "frames": st.frames,
                     "bytes": st.bytes,
                     "tcp_packets": st.tcp,
@@ -173,6 +172,17 @@ impl Summary {
         Summary { json }
     }
 
+    /// Adds a section (the live capture's counters, say).
+    pub fn insert(&mut self, key: &str, value: Value) {
+        if let Some(m) = self.json.as_object_mut() {
+            m.insert(key.to_string(), value);
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.json.get(key)
+    }
+
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(&self.json)?;
         std::fs::write(path, text + "\n")
@@ -212,7 +222,7 @@ impl Summary {
             writeln!(
                 out,
                 "  point {name} ({}): {} frames, {} TCP, skipped: {}{}",
-                p["file"].as_str().unwrap_or("?"),
+                p["source"].as_str().unwrap_or("?"),
                 p["frames"],
                 p["tcp_packets"],
                 nonzero(&p["skipped"]),

@@ -337,6 +337,9 @@ pub fn build(cfg: &PipelineConfig) -> (Vec<Dispatcher>, Vec<WorkerLoop>) {
                     l.inputs.push(Input {
                         rx,
                         ret: ret_tx,
+                        cur: None,
+                        pos: 0,
+                        clock: Timestamp::ZERO,
                         done: false,
                     });
                     Lane {
@@ -367,8 +370,63 @@ pub fn build(cfg: &PipelineConfig) -> (Vec<Dispatcher>, Vec<WorkerLoop>) {
 struct Input {
     rx: rtrb::Consumer<Box<Batch>>,
     ret: rtrb::Producer<Box<Batch>>,
+    /// The batch being read, and the next packet in it.
+    cur: Option<Box<Batch>>,
+    pos: usize,
+    /// The reader's clock when it sent its last batch: nothing it sends later is
+    /// older (a reader's timestamps do not go back).
+    clock: Timestamp,
     /// The reader sent its last batch (or is gone).
     done: bool,
+}
+
+impl Input {
+    /// Makes `cur` a batch with packets left, if the reader has one; gives used-up
+    /// batches back.
+    fn refill(&mut self) {
+        loop {
+            if let Some(b) = &self.cur {
+                if self.pos < b.packets.len() {
+                    return;
+                }
+            }
+            if let Some(b) = self.cur.take() {
+                self.done |= b.last;
+                // The return ring has room for every batch in circulation.
+                let _ = self.ret.push(b);
+            }
+            if self.done {
+                return;
+            }
+            match self.rx.pop() {
+                Ok(b) => {
+                    self.clock = self.clock.max(b.now);
+                    self.cur = Some(b);
+                    self.pos = 0;
+                }
+                Err(_) => {
+                    // Gone without its last batch (the reader panicked): judge
+                    // what we have rather than wait forever.
+                    self.done = self.rx.is_abandoned() && self.rx.is_empty();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The time of its next packet, if one is here.
+    fn head(&self) -> Option<Timestamp> {
+        let b = self.cur.as_ref()?;
+        b.packets.get(self.pos).map(|m| m.ts)
+    }
+
+    /// The oldest packet time this reader may still deliver (None: finished).
+    fn floor(&self) -> Option<Timestamp> {
+        if self.done {
+            return None;
+        }
+        Some(self.head().unwrap_or(self.clock))
+    }
 }
 
 /// One worker and its rings.
@@ -455,44 +513,66 @@ impl WorkerLoop {
                 }
             }
         };
-        let mut open = inputs.len();
-        while open > 0 {
-            // One batch from each reader in turn; wait when none had one.
-            let mut any = false;
-            for input in inputs.iter_mut().filter(|i| !i.done) {
-                let Ok(batch) = input.rx.pop() else {
-                    if input.rx.is_abandoned() && input.rx.is_empty() {
-                        // The reader is gone without sending its last batch (it
-                        // panicked): judge what we have rather than wait forever.
-                        input.done = true;
-                        open -= 1;
-                    }
-                    continue;
-                };
-                any = true;
-                for m in &batch.packets {
-                    let bytes = if copied {
-                        &batch.bytes[..]
-                    } else {
-                        frames.get(usize::from(m.point.0)).copied().unwrap_or(&[])
+        // Packets of several readers are merged by time: a packet goes to the worker
+        // only once no other reader can still send an older one (its next packet,
+        // or its clock if it has none waiting, is not older). One reader: batch
+        // by batch, as sent.
+        loop {
+            for input in inputs.iter_mut() {
+                input.refill();
+            }
+            let Some(watermark) = inputs.iter().filter_map(Input::floor).min() else {
+                // Every reader has finished: the time is where the last one left it.
+                let end = inputs.iter().map(|i| i.clock).max();
+                worker.advance(end.unwrap_or(Timestamp::ZERO), &mut emit);
+                break;
+            };
+            let next = inputs
+                .iter()
+                .enumerate()
+                .filter_map(|(k, i)| i.head().map(|h| (h, k)))
+                .min();
+            let mut moved = false;
+            if let Some((_, k)) = next {
+                let bound = inputs
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != k)
+                    .filter_map(|(_, i)| i.floor())
+                    .min()
+                    .unwrap_or(Timestamp(u64::MAX));
+                let input = &mut inputs[k];
+                if let Some(batch) = input.cur.as_deref() {
+                    let bytes_of = |m: &PacketMeta| {
+                        if copied {
+                            &batch.bytes[..]
+                        } else {
+                            frames.get(usize::from(m.point.0)).copied().unwrap_or(&[])
+                        }
                     };
-                    worker.process(m, m.payload(bytes), &mut emit);
-                }
-                worker.advance(batch.now, &mut emit);
-                if batch.last {
-                    input.done = true;
-                    open -= 1;
-                }
-                // The return ring has room for every batch in circulation.
-                let _ = input.ret.push(batch);
-                if open > 0 {
-                    // After the records of this batch are on the ring.
-                    progress.store(worker.now().0, Ordering::Release);
+                    while let Some(m) = batch.packets.get(input.pos) {
+                        if m.ts > bound {
+                            break;
+                        }
+                        worker.process(m, m.payload(bytes_of(m)), &mut emit);
+                        input.pos += 1;
+                        moved = true;
+                    }
                 }
             }
-            if any {
+            worker.advance(
+                inputs
+                    .iter()
+                    .filter_map(Input::floor)
+                    .min()
+                    .unwrap_or(watermark),
+                &mut emit,
+            );
+            // After the records judged so far are on the ring.
+            progress.store(worker.now().0, Ordering::Release);
+            if moved {
                 waiter.reset();
-            } else if open > 0 {
+            } else {
                 waiter.wait();
             }
         }

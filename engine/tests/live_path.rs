@@ -51,8 +51,11 @@ fn replayed(cfg: &PipelineConfig, data: &[u8]) -> Vec<Record> {
     records
 }
 
-/// As a live capture does it: `readers` readers, each flow on one reader (as a NIC's
-/// receive-side scaling keeps a flow on one queue), each payload copied.
+/// As a live capture does it: `readers` reader threads, each payload copied. A
+/// flow's packets are spread over the readers (a NIC's receive-side scaling need
+/// not put both directions of a flow on one queue, and two points are two
+/// readers): the workers merge the readers by time. Packets with the same
+/// timestamp stay on one reader, so the order among them is the capture's.
 fn copied(cfg: &PipelineConfig, data: &[u8], readers: usize) -> Vec<Record> {
     let cfg = PipelineConfig {
         readers,
@@ -60,7 +63,18 @@ fn copied(cfg: &PipelineConfig, data: &[u8], readers: usize) -> Vec<Record> {
         open_at_end: EndReason::Shutdown,
         ..*cfg
     };
-    let (mut dispatchers, mut loops) = pipeline::build(&cfg);
+    let mut shares: Vec<Vec<(PacketMeta, Vec<u8>)>> = vec![Vec::new(); readers];
+    for f in CaptureReader::new(data).unwrap() {
+        let f = f.unwrap();
+        let Ok(pkt) = wire::decode(f.link, f.data, f.wire_len) else {
+            continue;
+        };
+        let m = PacketMeta::new(f.ts, PointId(0), pkt);
+        let payload = m.at(f.offset as u64).payload(data).to_vec();
+        let reader = (f.ts.0 / 1_000 % 7919) as usize % readers;
+        shares[reader].push((m, payload));
+    }
+    let (dispatchers, mut loops) = pipeline::build(&cfg);
     let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
     let clocks: Vec<_> = loops.iter().map(WorkerLoop::progress).collect();
     let mut records = Vec::new();
@@ -75,19 +89,14 @@ fn copied(cfg: &PipelineConfig, data: &[u8], readers: usize) -> Vec<Record> {
             .into_iter()
             .map(|l| s.spawn(move || l.run(&[])))
             .collect();
-        for f in CaptureReader::new(data).unwrap() {
-            let f = f.unwrap();
-            let Ok(pkt) = wire::decode(f.link, f.data, f.wire_len) else {
-                continue;
-            };
-            let m = PacketMeta::new(f.ts, PointId(0), pkt);
-            let payload = m.at(f.offset as u64).payload(data);
-            let reader = (m.hash >> 40) as usize % readers;
-            // The workers get no frames (`run(&[])`): only the copies.
-            dispatchers[reader].push_copy(m, payload);
-        }
-        for d in dispatchers {
-            d.finish();
+        for (mut d, share) in dispatchers.into_iter().zip(&shares) {
+            s.spawn(move || {
+                // The workers get no frames (`run(&[])`): only the copies.
+                for (m, payload) in share {
+                    d.push_copy(*m, payload);
+                }
+                d.finish();
+            });
         }
         for w in workers {
             w.join().unwrap();
