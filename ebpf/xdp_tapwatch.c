@@ -13,9 +13,11 @@
  * A VLAN tag that the NIC strips into the packet's metadata (rx-vlan-offload) is not
  * in the frame and so neither seen here nor in the AF_XDP frame.
  *
- * Never does: modify the packet, call a helper other than map lookups and
- * bpf_redirect_map, or loop without a compile-time bound. Map layouts and counter
- * meanings: xdp_tapwatch.h and README.md in this directory.
+ * Never does: modify the packet (a redirected frame gets metadata in front of it,
+ * struct tw_meta: the time the program saw it), call a helper other than map
+ * lookups, bpf_xdp_adjust_meta, bpf_ktime_get_ns and bpf_redirect_map, or loop
+ * without a compile-time bound. Map layouts, metadata and counter meanings:
+ * xdp_tapwatch.h and README.md in this directory.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -208,6 +210,22 @@ static __always_inline __u32 classify(const __u8 *data, const __u8 *end,
 	return port_filter(tcp, cfg);
 }
 
+/* Writes struct tw_meta in front of the frame; nothing if the driver has no room
+ * for metadata (userspace then uses its own clock). */
+static __always_inline void stamp(struct xdp_md *ctx, __u32 queue)
+{
+	struct tw_meta *meta;
+
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct tw_meta)))
+		return;
+	meta = (struct tw_meta *)(long)ctx->data_meta;
+	if ((void *)(meta + 1) > (void *)(long)ctx->data)
+		return;
+	meta->ts_ns = bpf_ktime_get_ns();
+	meta->magic = TW_META_MAGIC;
+	meta->rx_queue = queue;
+}
+
 SEC("xdp")
 int xdp_tapwatch(struct xdp_md *ctx)
 {
@@ -222,6 +240,7 @@ int xdp_tapwatch(struct xdp_md *ctx)
 		__u32 queue = ctx->rx_queue_index;
 
 		if (queue < TW_XSKS_MAX) {
+			stamp(ctx, queue);
 			/* The low two bits of flags are what the helper returns when the
 			 * lookup finds no socket at that index (kernel 5.3 and later). */
 			if (bpf_redirect_map(&xsks, queue, not_matched) == XDP_REDIRECT) {

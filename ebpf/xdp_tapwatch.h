@@ -84,6 +84,27 @@ enum tw_counter {
 	TW_CNT_MAX = 12,
 };
 
+/* Metadata the program writes in front of every frame it redirects (the 16 bytes
+ * just before the frame's first byte in the UMEM; bpf_xdp_adjust_meta), so that
+ * userspace knows when the kernel saw the packet, not only when the capture thread
+ * read it: packets of different queues and interfaces are merged by this time. A
+ * driver without room for metadata makes bpf_xdp_adjust_meta fail; the frame is
+ * redirected without it, and userspace, not finding the magic, uses its own clock
+ * (and counts the frame). */
+#define TW_META_MAGIC 0x74617077 /* "tapw" */
+
+struct tw_meta {
+	/* bpf_ktime_get_ns(): CLOCK_MONOTONIC, nanoseconds. */
+	__u64 ts_ns;
+	/* TW_META_MAGIC when the rest is valid. */
+	__u32 magic;
+	/* ctx->rx_queue_index. */
+	__u32 rx_queue;
+};
+/* offset 0: ts_ns (u64); 8: magic (u32); 12: rx_queue (u32); size 16, no padding.
+ * Metadata must be a multiple of 4 bytes and at most 32. */
+_Static_assert(sizeof(struct tw_meta) == 16, "struct tw_meta is 16 bytes");
+
 /* IPv6 extension headers walked before giving up (hop-by-hop, routing, destination
  * options, AH, and a fragment header that does not fragment). */
 #define TW_IPV6_EXT_MAX 4

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages that tapwatch's tests and helper scripts need:
-#   tshark (+ editcap, capinfos from wireshark-common), tcpdump, iproute2 (ip),
-#   python3, jq.
+#   tshark (+ editcap, capinfos from wireshark-common), tcpdump, iproute2 (ip, tc),
+#   python3, jq; for the live-capture tests: tcpreplay, curl, openssl, iptables.
 # Idempotent: when every command is already present it does nothing and takes
 # about a second. Must run as root (or with sudo available) on Debian/Ubuntu.
 set -euo pipefail
@@ -15,10 +15,15 @@ declare -A PKG_OF=(
     [ip]=iproute2
     [python3]=python3
     [jq]=jq
+    [tc]=iproute2
+    [tcpreplay]=tcpreplay
+    [curl]=curl
+    [openssl]=openssl
+    [iptables]=iptables
 )
 
 missing_pkgs=()
-for cmd in tshark editcap capinfos tcpdump ip python3 jq; do
+for cmd in tshark editcap capinfos tcpdump ip python3 jq tc tcpreplay curl openssl iptables; do
     if command -v "$cmd" >/dev/null 2>&1; then
         echo "setup: $cmd present ($(command -v "$cmd"))"
     else
@@ -59,7 +64,7 @@ echo "setup: apt-get install ${missing_pkgs[*]}"
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     --no-install-recommends "${missing_pkgs[@]}" >/dev/null
 
-for cmd in tshark editcap capinfos tcpdump ip python3 jq; do
+for cmd in tshark editcap capinfos tcpdump ip python3 jq tc tcpreplay curl openssl iptables; do
     if ! command -v "$cmd" >/dev/null 2>&1; then
         echo "setup: $cmd still missing after install" >&2
         exit 1

@@ -147,7 +147,10 @@ pub fn run(args: LiveArgs) -> Result<i32> {
 
     cfg.readers = readers as usize;
     cfg.batch_bytes = pipeline::MIN_BATCH_BYTES;
-    cfg.batches_in_flight = 16;
+    cfg.batches_in_flight = 64;
+    // Readers with nothing to read tell the workers their time this often, so that
+    // the workers' merge by time never waits long for an idle queue.
+    cfg.tick = engine::time::Nanos::from_millis(1);
     cfg.overflow = Overflow::Drop;
     cfg.open_at_end = EndReason::Shutdown;
     let mut out = an.output()?;
@@ -192,7 +195,8 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     }
 
     let started = Instant::now();
-    let first_ts = xsk::now();
+    let clock = xsk::Clock::new();
+    let first_ts = clock.now();
     let (dispatchers, mut loops) = pipeline::build(&cfg);
     let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
     let clocks: Vec<_> = loops.iter().map(WorkerLoop::progress).collect();
@@ -240,7 +244,8 @@ pub fn run(args: LiveArgs) -> Result<i32> {
                 thread::Builder::new()
                     .name(format!("tw-xsk-{}-{}", sock.iface, sock.queue))
                     .spawn_scoped(scope, move || {
-                        let st = sock.run(PointId(p as u8), &mut d, stop, &view.shared, busy);
+                        let st =
+                            sock.run(clock, PointId(p as u8), &mut d, stop, &view.shared, busy);
                         d.finish();
                         (sock, st)
                     })
@@ -272,7 +277,7 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         (returned, total, waits, dropped, export)
     });
     let elapsed = started.elapsed();
-    let last_ts = xsk::now();
+    let last_ts = clock.now();
     let flushed = out.flush();
 
     // Final counters, then detach (dropping a program closes its link).
@@ -290,6 +295,7 @@ pub fn run(args: LiveArgs) -> Result<i32> {
             "tcp_packets": st.reader.tcp,
             "ring_full_drops": st.reader.ring_full_drops,
             "bad_descriptors": st.bad_descriptors,
+            "unstamped": st.unstamped,
             "polls": st.polls,
             "wakeups": st.wakeups,
             "kernel": k.map(|k| json!({

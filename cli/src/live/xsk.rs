@@ -105,6 +105,9 @@ pub struct LoopStats {
     pub polls: u64,
     /// Times the fill ring needed a wake-up call.
     pub wakeups: u64,
+    /// Frames without the XDP program's timestamp (the driver had no room for
+    /// metadata): stamped with the time the burst was read.
+    pub unstamped: u64,
     /// RX descriptors pointing outside the UMEM (never seen; a kernel or driver
     /// bug): skipped, counted here.
     pub bad_descriptors: u64,
@@ -253,13 +256,65 @@ fn zero_copy(fd: std::os::fd::RawFd) -> bool {
     rc == 0 && flags & XDP_OPTIONS_ZEROCOPY != 0
 }
 
-/// The wall clock as a capture timestamp (vDSO: no system call).
-pub fn now() -> Timestamp {
-    let ns = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    Timestamp(ns)
+/// CLOCK_MONOTONIC in nanoseconds (vDSO: no system call).
+fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to a valid pointer.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t);
+    }
+    (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
 }
+
+/// Capture timestamps: the XDP program stamps frames with CLOCK_MONOTONIC (the
+/// only clock it has); verdicts carry wall-clock time. One offset, taken at start
+/// and shared by every capture thread, maps one to the other, so all threads'
+/// times compare (a wall-clock step during the capture does not reorder them).
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// Realtime minus monotonic, nanoseconds.
+    offset: i128,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Clock {
+            offset: wall - i128::from(monotonic_ns()),
+        }
+    }
+
+    /// The capture time of monotonic instant `mono`.
+    pub fn at(self, mono: u64) -> Timestamp {
+        Timestamp((i128::from(mono) + self.offset).clamp(0, i128::from(u64::MAX)) as u64)
+    }
+
+    pub fn now(self) -> Timestamp {
+        self.at(monotonic_ns())
+    }
+}
+
+/// The XDP program's timestamp of the frame at `start` in the UMEM (struct tw_meta
+/// in the 16 bytes before it), if it is there.
+fn stamped(area: &[u8], start: usize) -> Option<u64> {
+    let meta = area.get(start.checked_sub(META_LEN)?..start)?;
+    let magic = u32::from_ne_bytes(meta[8..12].try_into().ok()?);
+    (magic == META_MAGIC).then(|| u64::from_ne_bytes(meta[..8].try_into().unwrap_or_default()))
+}
+
+/// struct tw_meta (ebpf/xdp_tapwatch.h).
+const META_LEN: usize = 16;
+const META_MAGIC: u32 = 0x7461_7077;
+
+/// How far behind its clock a reader with nothing to read says it is: a frame the
+/// program stamped just before the ring was found empty can still be on its way
+/// into the ring (the kernel publishes a NAPI poll's frames at its end).
+const IDLE_SLACK_NS: u64 = 2_000_000;
 
 impl QueueSocket {
     /// Reads this socket until `stop` is set: every frame is decoded, its TCP
@@ -270,6 +325,7 @@ impl QueueSocket {
     /// `busy_poll`, polls the driver without sleeping).
     pub fn run(
         &mut self,
+        clock: Clock,
         point: PointId,
         dispatcher: &mut Dispatcher,
         stop: &AtomicBool,
@@ -279,6 +335,7 @@ impl QueueSocket {
         let mut st = LoopStats::default();
         let mut addrs = [0u64; BURST as usize];
         let fd = self.fd();
+        let mut last = Timestamp::ZERO;
         let Self { rx, fq, area, .. } = self;
         while !stop.load(Ordering::Relaxed) {
             let mut burst = rx.receive(BURST);
@@ -286,7 +343,8 @@ impl QueueSocket {
             if n == 0 {
                 drop(burst);
                 dispatcher.flush();
-                dispatcher.idle(now());
+                let now = monotonic_ns().saturating_sub(IDLE_SLACK_NS);
+                dispatcher.idle(clock.at(now).max(last));
                 if fq.needs_wakeup() {
                     fq.wake();
                     st.wakeups += 1;
@@ -295,7 +353,7 @@ impl QueueSocket {
                 st.polls += 1;
                 continue;
             }
-            let ts = now();
+            let read_at = clock.now();
             let mut k = 0;
             while let Some(desc) = burst.read() {
                 addrs[k] = desc.addr;
@@ -310,10 +368,20 @@ impl QueueSocket {
                     continue;
                 };
                 r.bytes += frame.len() as u64;
+                let ts = match stamped(area, start) {
+                    Some(mono) => clock.at(mono),
+                    None => {
+                        st.unstamped += 1;
+                        read_at
+                    }
+                };
+                // A reader's times never go back (the workers merge readers by
+                // time and rely on it).
+                last = last.max(ts);
                 match wire::decode(LinkType::Ethernet, frame, desc.len) {
                     Ok(pkt) => {
                         r.tcp += 1;
-                        let m = PacketMeta::new(ts, point, pkt);
+                        let m = PacketMeta::new(last, point, pkt);
                         dispatcher.push_copy(m, m.payload(frame));
                     }
                     Err(skip) => r.skipped[skip.index()] += 1,
@@ -350,8 +418,9 @@ impl QueueSocket {
     }
 }
 
-/// Waits until the socket may have frames: poll() for up to 100 ms (so that a stop
-/// request is seen soon), or with busy polling a non-blocking receive that lets the
+/// Waits until the socket may have frames: poll() for up to 2 ms (an idle reader
+/// wakes that often to tell the workers its time, see `IDLE_SLACK_NS`, and to see
+/// a stop request), or with busy polling a non-blocking receive that lets the
 /// kernel run the driver's poll on this thread.
 fn wait_for_frames(fd: std::os::fd::RawFd, busy_poll: bool) {
     if busy_poll {
@@ -376,7 +445,7 @@ fn wait_for_frames(fd: std::os::fd::RawFd, busy_poll: bool) {
     };
     // SAFETY: `pfd` is one valid pollfd and the count says one.
     unsafe {
-        libc::poll(&mut pfd, 1, 100);
+        libc::poll(&mut pfd, 1, 2);
     }
 }
 
