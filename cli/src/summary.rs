@@ -143,7 +143,6 @@ impl Summary {
             "records_unwritten": report.export.unwritten,
             "dropped": {
                 "dispatch_ring_full": drops,
-                "record_ring_full": report.records_dropped,
             },
             "waits": {
                 "dispatch_ring_full": waits,

@@ -153,6 +153,8 @@ pub struct Dispatcher {
     waiter: Waiter,
     /// Packets dropped on full rings ([`Overflow::Drop`]).
     pub drops: u64,
+    /// The same, by worker.
+    drops_by_worker: Vec<u64>,
     /// Times the reader waited on a full ring ([`Overflow::Wait`]).
     pub waits: u64,
 }
@@ -241,6 +243,11 @@ impl Dispatcher {
         self.drops
     }
 
+    /// [`Dispatcher::drops`] by worker: whose ring was full.
+    pub fn drops_by_worker(&self) -> &[u64] {
+        &self.drops_by_worker
+    }
+
     /// Sends worker `w`'s current batch (even empty, to carry the time).
     fn send(&mut self, w: usize, last: bool) {
         let now = self.now;
@@ -263,6 +270,7 @@ impl Dispatcher {
             match (self.overflow, last) {
                 (Overflow::Drop, false) => {
                     self.drops += lane.current.packets.len() as u64;
+                    self.drops_by_worker[w] += lane.current.packets.len() as u64;
                     lane.current.packets.clear();
                     lane.current.bytes.clear();
                     return;
@@ -314,11 +322,9 @@ pub fn build(cfg: &PipelineConfig) -> (Vec<Dispatcher>, Vec<WorkerLoop>) {
                 records: rec_tx,
                 records_rx: Some(rec_rx),
                 progress: Arc::new(AtomicU64::new(0)),
-                overflow: cfg.overflow,
                 open_at_end: cfg.open_at_end,
                 copied: batch_bytes > 0,
                 record_waits: 0,
-                records_dropped: 0,
             }
         })
         .collect();
@@ -359,6 +365,7 @@ pub fn build(cfg: &PipelineConfig) -> (Vec<Dispatcher>, Vec<WorkerLoop>) {
                 now: Timestamp::ZERO,
                 waiter: Waiter::default(),
                 drops: 0,
+                drops_by_worker: vec![0; n],
                 waits: 0,
             }
         })
@@ -439,12 +446,10 @@ pub struct WorkerLoop {
     /// record it judged up to that time is already on its record ring. The exporter
     /// takes the minimum over workers as how far all of them have got.
     progress: Arc<AtomicU64>,
-    overflow: Overflow,
     open_at_end: EndReason,
     /// Payloads come in the batches ([`Dispatcher::push_copy`]), not in `frames`.
     copied: bool,
     record_waits: u64,
-    records_dropped: u64,
 }
 
 impl std::fmt::Debug for WorkerLoop {
@@ -461,8 +466,6 @@ pub struct WorkerReport {
     pub stats: WorkerStats,
     /// Times the worker waited for the exporter.
     pub record_waits: u64,
-    /// Records dropped on a full ring ([`Overflow::Drop`] only).
-    pub records_dropped: u64,
 }
 
 impl WorkerLoop {
@@ -486,15 +489,16 @@ impl WorkerLoop {
             worker,
             inputs,
             records,
-            overflow,
             open_at_end,
             copied,
             record_waits,
-            records_dropped,
             progress,
             ..
         } = &mut self;
         let (open_at_end, copied) = (*open_at_end, *copied);
+        // A verdict is never dropped, whatever the overflow policy: a worker whose
+        // record ring is full waits for the exporter (with `Overflow::Drop` its
+        // readers then drop packets, and count them).
         let mut emit = |r: Record| {
             let mut r = r;
             let mut w = Waiter::default();
@@ -502,10 +506,6 @@ impl WorkerLoop {
                 match records.push(r) {
                     Ok(()) => return,
                     Err(rtrb::PushError::Full(back)) => {
-                        if *overflow == Overflow::Drop {
-                            *records_dropped += 1;
-                            return;
-                        }
                         *record_waits += 1;
                         r = back;
                         w.wait();
@@ -581,7 +581,6 @@ impl WorkerLoop {
         WorkerReport {
             stats: self.worker.stats(),
             record_waits: self.record_waits,
-            records_dropped: self.records_dropped,
         }
     }
 }
@@ -679,7 +678,6 @@ pub struct ReplayReport<E> {
     pub points: Vec<ReaderStats>,
     pub workers: WorkerStats,
     pub record_waits: u64,
-    pub records_dropped: u64,
     pub export: ExportReport<E>,
     /// Capture errors, by point: reading that point stopped there.
     pub errors: Vec<(usize, CaptureError)>,
@@ -793,19 +791,17 @@ pub fn replay<E: Send>(
         }
 
         let mut workers_total = WorkerStats::default();
-        let (mut record_waits, mut records_dropped) = (0, 0);
+        let mut record_waits = 0;
         for w in workers {
             let r = w.join().expect("worker thread panicked");
             workers_total.add(&r.stats);
             record_waits += r.record_waits;
-            records_dropped += r.records_dropped;
         }
         let export = exporter.join().expect("exporter thread panicked");
         ReplayReport {
             points,
             workers: workers_total,
             record_waits,
-            records_dropped,
             export,
             errors,
             first_ts,

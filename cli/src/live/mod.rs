@@ -206,7 +206,7 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         ..cfg.pairing
     };
     let capture_stop = AtomicBool::new(false);
-    let (returned, workers, record_waits, records_dropped, export) = thread::scope(|scope| {
+    let (returned, workers, record_waits, export) = thread::scope(|scope| {
         let exporter = thread::Builder::new()
             .name("tw-export".into())
             .spawn_scoped(scope, {
@@ -246,8 +246,9 @@ pub fn run(args: LiveArgs) -> Result<i32> {
                     .spawn_scoped(scope, move || {
                         let st =
                             sock.run(clock, PointId(p as u8), &mut d, stop, &view.shared, busy);
+                        let by_worker = d.drops_by_worker().to_vec();
                         d.finish();
-                        (sock, st)
+                        (sock, st, by_worker)
                     })
                     .expect("spawn capture thread")
             })
@@ -261,20 +262,19 @@ pub fn run(args: LiveArgs) -> Result<i32> {
             thread::sleep(Duration::from_millis(50));
         }
         capture_stop.store(true, Ordering::Relaxed);
-        let returned: Vec<(QueueSocket, LoopStats)> = captures
+        let returned: Vec<(QueueSocket, LoopStats, Vec<u64>)> = captures
             .into_iter()
             .map(|c| c.join().expect("capture thread panicked"))
             .collect();
         let mut total = WorkerStats::default();
-        let (mut waits, mut dropped) = (0, 0);
+        let mut waits = 0;
         for w in workers {
             let r = w.join().expect("worker thread panicked");
             total.add(&r.stats);
             waits += r.record_waits;
-            dropped += r.records_dropped;
         }
         let export: ExportReport<io::Error> = exporter.join().expect("exporter thread panicked");
-        (returned, total, waits, dropped, export)
+        (returned, total, waits, export)
     });
     let elapsed = started.elapsed();
     let last_ts = clock.now();
@@ -283,8 +283,12 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     // Final counters, then detach (dropping a program closes its link).
     let mut points = vec![ReaderStats::default(); names.len()];
     let mut socket_json = Vec::new();
-    for ((sock, st), view) in returned.iter().zip(&views) {
+    let mut drops_by_worker = vec![0u64; cfg.workers];
+    for ((sock, st, by_worker), view) in returned.iter().zip(&views) {
         points[view.point].add(&st.reader);
+        for (a, b) in drops_by_worker.iter_mut().zip(by_worker) {
+            *a += b;
+        }
         let k = sock.statistics().ok();
         socket_json.push(json!({
             "point": names[view.point],
@@ -320,7 +324,6 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         points,
         workers,
         record_waits,
-        records_dropped,
         export,
         errors: Vec::new(),
         first_ts: Some(first_ts),
@@ -346,6 +349,7 @@ pub fn run(args: LiveArgs) -> Result<i32> {
             "umem_frames": args.umem_frames,
             "busy_poll": args.busy_poll,
             "capabilities_kept": kept,
+            "ring_full_drops_by_worker": drops_by_worker,
         }),
     );
     if !an.quiet {
@@ -417,6 +421,16 @@ fn print_live(out: &mut impl Write, live: Option<&Value>) {
             x["iface"].as_str().unwrap_or("?"),
             x["mode"].as_str().unwrap_or("?"),
             nonzero(&x["counters"])
+        );
+    }
+    let by_worker = &live["ring_full_drops_by_worker"];
+    if by_worker
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v.as_u64().unwrap_or(0) > 0))
+    {
+        let _ = writeln!(
+            out,
+            "  packets dropped because a worker's ring was full, by worker: {by_worker}"
         );
     }
     for s in live["sockets"].as_array().into_iter().flatten() {
