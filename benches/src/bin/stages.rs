@@ -1,5 +1,6 @@
 //! Cost of each stage of the replay path, single-threaded, on one capture file:
-//! read only, read + decode, + flow hash, + worker. Prints ns per packet for each, so
+//! read only, read + decode, + flow hash, + worker, and the payload copy that live
+//! capture adds (with and without the worker). Prints ns per packet for each, so
 //! that a slowdown can be pinned to a stage. Usage: `stages FILE`.
 
 #![allow(clippy::print_stdout, reason = "a command-line report")]
@@ -57,6 +58,43 @@ fn main() {
             if let Ok(p) = wire::decode(f.link, f.data, f.wire_len) {
                 let m = PacketMeta::new(f.ts, PointId(0), p).at(f.offset as u64);
                 worker.process(&m, m.payload(&data), &mut |_| records += 1);
+            }
+        }
+        worker.finish(&mut |_| records += 1);
+        records
+    });
+    // Live capture copies each TCP payload out of the kernel's frame into the
+    // worker's batch (docs/live.md, "Frames: copied, not lent"): the same work here,
+    // into a 64 KiB area reused as the batches are.
+    let mut area: Vec<u8> = Vec::with_capacity(65_536);
+    stage("read+decode+hash+copy", &mut || {
+        let mut n = 0u64;
+        for f in CaptureReader::new(&data).unwrap().flatten() {
+            if let Ok(p) = wire::decode(f.link, f.data, f.wire_len) {
+                let m = PacketMeta::new(f.ts, PointId(0), p).at(f.offset as u64);
+                let payload = m.payload(&data);
+                if area.len() + payload.len() > area.capacity() {
+                    area.clear();
+                }
+                area.extend_from_slice(payload);
+                n += payload.len() as u64;
+            }
+        }
+        std::hint::black_box(&area);
+        n
+    });
+    let mut worker = Worker::new(WorkerConfig::default());
+    stage("read+decode+hash+copy+worker", &mut || {
+        for f in CaptureReader::new(&data).unwrap().flatten() {
+            if let Ok(p) = wire::decode(f.link, f.data, f.wire_len) {
+                let m = PacketMeta::new(f.ts, PointId(0), p).at(f.offset as u64);
+                let payload = m.payload(&data);
+                if area.len() + payload.len() > area.capacity() {
+                    area.clear();
+                }
+                let at = area.len();
+                area.extend_from_slice(payload);
+                worker.process(&m, &area[at..], &mut |_| records += 1);
             }
         }
         worker.finish(&mut |_| records += 1);

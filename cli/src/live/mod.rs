@@ -143,6 +143,11 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         }
         programs.push(prog);
     }
+    // Files first: the process keeps its user id but no capability after this.
+    let mut out = an.output()?;
+    if let Some(path) = &an.stats {
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    }
     let kept = drop_capabilities()?;
 
     cfg.readers = readers as usize;
@@ -153,7 +158,6 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     cfg.tick = engine::time::Nanos::from_millis(1);
     cfg.overflow = Overflow::Drop;
     cfg.open_at_end = EndReason::Shutdown;
-    let mut out = an.output()?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let usr1 = Arc::new(AtomicBool::new(false));
