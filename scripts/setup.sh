@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages that tapwatch's tests and helper scripts need:
 #   tshark (+ editcap, capinfos from wireshark-common), tcpdump, iproute2 (ip, tc),
-#   python3, jq; for the live-capture tests: tcpreplay, curl, openssl, iptables.
+#   python3, jq; for the live-capture tests: tcpreplay, curl, openssl, iptables,
+#   ethtool.
 # Idempotent: when every command is already present it does nothing and takes
 # about a second. Must run as root (or with sudo available) on Debian/Ubuntu.
 set -euo pipefail
@@ -20,10 +21,11 @@ declare -A PKG_OF=(
     [curl]=curl
     [openssl]=openssl
     [iptables]=iptables
+    [ethtool]=ethtool
 )
 
 missing_pkgs=()
-for cmd in tshark editcap capinfos tcpdump ip python3 jq tc tcpreplay curl openssl iptables; do
+for cmd in tshark editcap capinfos tcpdump ip python3 jq tc tcpreplay curl openssl iptables ethtool; do
     if command -v "$cmd" >/dev/null 2>&1; then
         echo "setup: $cmd present ($(command -v "$cmd"))"
     else
@@ -64,7 +66,7 @@ echo "setup: apt-get install ${missing_pkgs[*]}"
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     --no-install-recommends "${missing_pkgs[@]}" >/dev/null
 
-for cmd in tshark editcap capinfos tcpdump ip python3 jq tc tcpreplay curl openssl iptables; do
+for cmd in tshark editcap capinfos tcpdump ip python3 jq tc tcpreplay curl openssl iptables ethtool; do
     if ! command -v "$cmd" >/dev/null 2>&1; then
         echo "setup: $cmd still missing after install" >&2
         exit 1

@@ -350,17 +350,6 @@ fn driver_of(name: &str) -> Option<String> {
         eedump_len: u32,
         regdump_len: u32,
     }
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; libc::IFNAMSIZ],
-        data: *mut DrvInfo,
-        _pad: [u8; 16],
-    }
-    let cname = CString::new(name).ok()?;
-    let bytes = cname.as_bytes_with_nul();
-    if bytes.len() > libc::IFNAMSIZ {
-        return None;
-    }
     let mut info = DrvInfo {
         cmd: 0x0000_0003, // ETHTOOL_GDRVINFO
         driver: [0; 32],
@@ -375,27 +364,68 @@ fn driver_of(name: &str) -> Option<String> {
         eedump_len: 0,
         regdump_len: 0,
     };
+    // SAFETY: `DrvInfo` is struct ethtool_drvinfo, the size ETHTOOL_GDRVINFO writes.
+    if !unsafe { ethtool(name, &mut info) } {
+        return None;
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// Whether generic receive offload is on (ETHTOOL_GGRO); `None` if unknown.
+pub fn gro_on(name: &str) -> Option<bool> {
+    #[repr(C)]
+    struct Value {
+        cmd: u32,
+        data: u32,
+    }
+    let mut v = Value {
+        cmd: 0x0000_002b, // ETHTOOL_GGRO
+        data: 0,
+    };
+    // SAFETY: `Value` is struct ethtool_value, what ETHTOOL_GGRO reads and writes.
+    unsafe { ethtool(name, &mut v) }.then_some(v.data != 0)
+}
+
+/// SIOCETHTOOL on interface `name` with the command struct `data` (its first field
+/// the command); false if the call failed.
+///
+/// # Safety
+///
+/// `T` must be the struct the kernel reads and writes for the command in its first
+/// four bytes, no smaller.
+unsafe fn ethtool<T>(name: &str, data: &mut T) -> bool {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut libc::c_void,
+        _pad: [u8; 16],
+    }
+    let Ok(cname) = CString::new(name) else {
+        return false;
+    };
+    let bytes = cname.as_bytes_with_nul();
+    if bytes.len() > libc::IFNAMSIZ {
+        return false;
+    }
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
-        data: &mut info,
+        data: (data as *mut T).cast(),
         _pad: [0; 16],
     };
     req.name[..bytes.len()].copy_from_slice(bytes);
     // SAFETY: socket(2) with constant arguments.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return None;
+        return false;
     }
     // SAFETY: SIOCETHTOOL reads the interface name and the pointer from `req` and
-    // writes at most size_of::<DrvInfo>() bytes into `info`; both outlive the call.
+    // reads and writes the command's struct at `data` (the caller vouches for its
+    // size); both outlive the call.
     let rc = unsafe { libc::ioctl(fd, 0x8946, &mut req) }; // SIOCETHTOOL
                                                            // SAFETY: `fd` is the socket opened above, owned here.
     unsafe { libc::close(fd) };
-    if rc < 0 {
-        return None;
-    }
-    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
-    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+    rc >= 0
 }
 
 /// Whether `ip` shows an XDP program on the interface (`None`: `ip` not usable).

@@ -292,7 +292,12 @@ fn tapwatch() -> &'static str {
 
 /// Starts `tapwatch live` on `points` (NAME=IFACE) in `ns` and tcpdump on each
 /// mirror's sending end; returns (tapwatch pid, tcpdump pids).
-fn start_capture(lab: &mut Lab, ns: &str, points: &[(&str, &str)]) -> (u32, Vec<u32>) {
+fn start_capture(
+    lab: &mut Lab,
+    ns: &str,
+    points: &[(&str, &str)],
+    extra: &[&str],
+) -> (u32, Vec<u32>) {
     let out = lab.path("live.jsonl");
     let stats = lab.path("live-stats.json");
     let mut cmd = vec![tapwatch(), "live"];
@@ -303,6 +308,7 @@ fn start_capture(lab: &mut Lab, ns: &str, points: &[(&str, &str)]) -> (u32, Vec<
         stats.to_str().unwrap().to_string(),
     );
     cmd.extend(["--workers", "2", "-o", &out, "--stats", &stats]);
+    cmd.extend_from_slice(extra);
     let tw = lab.spawn(ns, &cmd, "live.err");
     lab.wait_for("live.err", "tapwatch: capturing");
     let mut dumps = Vec::new();
@@ -443,12 +449,19 @@ fn cert(lab: &Lab) -> (String, String) {
 
 /// Real TCP and TLS exchanges between the namespaces, and every shipped TLS capture
 /// replayed onto the mirror port with tcpreplay.
-fn one_interface(queues: u32, net: u8) {
+fn one_interface(queues: u32, net: u8, extra: &[&str]) {
     if !needs_root() {
         return;
     }
-    let mut lab = Lab::new(&format!("q{queues}"));
+    let mut lab = Lab::new(&format!("q{queues}{}", extra.len()));
     let (c, s) = two_hosts(&mut lab, net, queues);
+    // A SPAN port delivers frames as they were on the wire. The server's stack
+    // hands its veth 64 KB TSO packets, and the mirror copies them as they are: cut
+    // them at the mirror port, as a switch's wire would. (In driver mode the veth
+    // does it by itself: XDP on m1 turns segmentation offload off on its peer m0.
+    // In generic mode they would reach the XDP program whole, be too long for a
+    // UMEM frame and be dropped, counted: docs/live.md, "Limits".)
+    lab.exec(&s, &["ethtool", "-K", "m0", "tso", "off", "gso", "off"]);
     let (key, crt) = cert(&lab);
     let server = format!("198.18.{net}.2");
     lab.spawn(
@@ -464,7 +477,7 @@ fn one_interface(queues: u32, net: u8) {
         "tls.err",
     );
     std::thread::sleep(Duration::from_millis(700));
-    let (tw, dumps) = start_capture(&mut lab, &s, &[("tap", "m")]);
+    let (tw, dumps) = start_capture(&mut lab, &s, &[("tap", "m")], extra);
 
     for i in 0..3 {
         client(
@@ -545,12 +558,18 @@ fn one_interface(queues: u32, net: u8) {
 
 #[test]
 fn live_equals_replay_on_one_queue() {
-    one_interface(1, 20);
+    one_interface(1, 20, &[]);
 }
 
 #[test]
 fn live_equals_replay_on_two_queues() {
-    one_interface(2, 21);
+    one_interface(2, 21, &[]);
+}
+
+/// Generic (SKB) mode, where every packet reports rx queue 0, with busy polling.
+#[test]
+fn live_equals_replay_in_skb_mode_with_busy_poll() {
+    one_interface(1, 24, &["--xdp-mode", "skb", "--busy-poll"]);
 }
 
 /// Client, firewall and server namespaces; the firewall forwards between
@@ -634,7 +653,7 @@ fn live_two_interfaces_as_two_points() {
     );
     std::thread::sleep(Duration::from_millis(700));
     let points = [("inside", "mi"), ("outside", "mo")];
-    let (tw, dumps) = start_capture(&mut lab, &f, &points);
+    let (tw, dumps) = start_capture(&mut lab, &f, &points, &[]);
     client(
         &c,
         &["curl", "-s", "-o", "/dev/null", "http://198.18.23.1:8080/"],

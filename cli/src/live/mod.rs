@@ -124,6 +124,14 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     let mut sockets: Vec<(usize, QueueSocket)> = Vec::new();
     for (p, iface) in ifaces.iter().enumerate() {
         let mut prog = XdpProgram::attach(iface, args.xdp_mode, args.not_matched, &args.port)?;
+        if prog.mode == xdp::Attached::Skb && crate::check::gro_on(iface) == Some(true) {
+            eprintln!(
+                "tapwatch: warning: {iface}: generic (SKB) mode sees packets after GRO has \
+                 merged them; merged packets over 3,840 bytes do not fit a UMEM frame and are \
+                 dropped by the kernel (counted as rx_dropped): turn GRO off with `ethtool -K \
+                 {iface} gro off`"
+            );
+        }
         let bind_mode = match (prog.mode, args.bind_mode) {
             // Generic XDP hands sockets copies; zero-copy needs the driver's XDP.
             (xdp::Attached::Skb, xsk::BindMode::Auto) => xsk::BindMode::Copy,
