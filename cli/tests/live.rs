@@ -533,6 +533,13 @@ fn one_interface(queues: u32, net: u8, extra: &[&str]) {
     let replay: Vec<&str> = replay.iter().map(String::as_str).collect();
     lab.exec(&s, &replay);
 
+    // SIGUSR1: the counters so far, and the capture goes on.
+    // SAFETY: kill() with the pid of our own child, still running.
+    unsafe {
+        libc::kill(tw as i32, libc::SIGUSR1);
+    }
+    lab.wait_for("live.err", "tapwatch: counters after");
+    lab.wait_for("live.err", "socket m1 queue 0");
     let live = finish_and_compare(&mut lab, tw, dumps, &[("tap", "m")]);
     let verdicts: Vec<&str> = live.iter().filter_map(|r| r["verdict"].as_str()).collect();
     for v in [
