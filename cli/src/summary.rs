@@ -159,6 +159,7 @@ impl Summary {
             "correlate": {
                 "client_side": names.get(run.client_side),
                 "match_window_ms": run.match_window.0 as f64 / 1e6,
+                "rsts_not_compared": w.rsts_not_compared,
             },
             "pairing": {
                 "window_s": run.pair_window.0 as f64 / 1e9,

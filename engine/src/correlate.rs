@@ -31,7 +31,7 @@ impl Default for CorrelateConfig {
     }
 }
 
-use crate::session::{PointState, Role, Session};
+use crate::session::{MidRsts, PointState, Role, Session};
 use crate::tcp::SegEvent;
 use crate::time::Timestamp;
 use crate::tls::observe::{is_tls13, Handshake, TlsFacts};
@@ -156,12 +156,26 @@ fn near(a: Timestamp, b: Timestamp, w: Nanos) -> bool {
     a.saturating_sub(b) <= w && b.saturating_sub(a) <= w
 }
 
-/// Compares the client-side and server-side points of one ended session. `tls`
-/// holds each point's TLS facts, judged (empty if TLS was not seen). Returns the
-/// default (nothing) unless both points saw the session.
+/// Every RST of one end at one point that is kept: its first, the middle ones of
+/// `mid` (the second and third), its last; up to four, in time order.
+fn rsts_of<'a>(
+    d: &crate::tcp::DirState,
+    mid: Option<&'a MidRsts>,
+) -> impl Iterator<Item = SegEvent> + 'a {
+    d.rst()
+        .into_iter()
+        .chain(mid.into_iter().flat_map(|m| m.iter().copied()))
+        .chain(d.last_rst())
+}
+
+/// Compares the client-side and server-side points of one ended session. `mids`
+/// holds each point's middle RSTs per side (empty: none kept), `tls` each point's
+/// TLS facts, judged (empty if TLS was not seen). Returns the default (nothing)
+/// unless both points saw the session.
 pub fn compare(
     s: &Session,
     points: &[PointState],
+    mids: &[[MidRsts; 2]],
     tls: &[TlsFacts],
     cfg: &CorrelateConfig,
 ) -> Comparison {
@@ -182,10 +196,11 @@ pub fn compare(
         .map(|e| e.ts)
         .min();
 
-    // Every RST and FIN (the first and the last RST of each sender, its first FIN)
-    // looked for at the other point.
-    let mut found: [Option<Unmatched>; 12] = [None; 12];
+    // Every RST and FIN (up to four RSTs of each sender, its first FIN) looked for
+    // at the other point.
+    let mut found: [Option<Unmatched>; 20] = [None; 20];
     let mut n = 0;
+    let mid = |i: usize, d: usize| mids.get(i).map(|m| &m[d]);
     for (here, there, hp, tp) in [(c, sv, cp, sp), (sv, c, sp, cp)] {
         for d in 0..2 {
             let toward = if s.client.index() == d {
@@ -221,17 +236,9 @@ pub fn compare(
                 sender_ttl: mine.ttl_first,
                 went_on: went_on(ev),
             };
-            let rsts = [mine.rst(), mine.last_rst().filter(|_| mine.rst_count > 1)];
-            let rst_copies = [theirs.rst(), theirs.last_rst()];
-            let candidates = rsts
-                .into_iter()
-                .flatten()
-                .filter(|ev| {
-                    !rst_copies
-                        .iter()
-                        .flatten()
-                        .any(|e| near(e.ts, ev.ts, cfg.window))
-                })
+            let (hi, ti) = (usize::from(hp.0), usize::from(tp.0));
+            let candidates = rsts_of(mine, mid(hi, d))
+                .filter(|ev| !rsts_of(theirs, mid(ti, d)).any(|e| near(e.ts, ev.ts, cfg.window)))
                 .map(|ev| unmatched(ev, true, theirs.rst_count))
                 .chain(
                     mine.fin()

@@ -429,7 +429,7 @@ fn join(inside: &Record, legs: &[Record], confidence: Confidence, cfg: &PairConf
     evidence.retain(|e| !matches!(e, Evidence::SuspectRst { .. }));
     let points = &r.points[..usize::from(r.npoints)];
     let tls = &r.tls[..usize::from(r.npoints)];
-    let cmp: Comparison = compare(&r.session, points, tls, &cfg.correlate);
+    let cmp: Comparison = compare(&r.session, points, &[], tls, &cfg.correlate);
     // Resets are not compared across legs: each leg's TCP is its own, so a reset on
     // one and none on the other says nothing about forgery.
     let cmp = Comparison {

@@ -20,7 +20,7 @@ use std::hash::{BuildHasher, Hasher};
 use crate::correlate::{self, Comparison, CorrelateConfig};
 use crate::flow::{FlowKey, Side};
 use crate::session::{
-    CloseKind, PointId, PointState, Role, Session, MAX_POINTS, TLS_NONE, TLS_UNKNOWN,
+    CloseKind, PointId, PointState, Role, RstLog, Session, MAX_POINTS, TLS_NONE, TLS_UNKNOWN,
 };
 use crate::table::FlowTable;
 use crate::time::{Nanos, Timestamp};
@@ -128,6 +128,9 @@ pub struct WorkerStats {
     pub time_went_back: u64,
     /// Most sessions held at once (summed over workers: the sum of their peaks).
     pub peak_sessions: u64,
+    /// With several points: RSTs not compared across points (beyond four per end
+    /// and point, or no room in the worker's [`RstLog`]).
+    pub rsts_not_compared: u64,
     pub tls: TlsStats,
 }
 
@@ -145,6 +148,7 @@ impl WorkerStats {
         self.linger_cut += o.linger_cut;
         self.time_went_back += o.time_went_back;
         self.peak_sessions += o.peak_sessions;
+        self.rsts_not_compared += o.rsts_not_compared;
         self.tls.add(&o.tls);
     }
     pub fn evicted(&self) -> u64 {
@@ -161,6 +165,8 @@ pub struct Worker {
     now: Timestamp,
     stats: WorkerStats,
     tls: TlsTable,
+    /// With several points: the RSTs between each end's first and last.
+    rsts: Option<RstLog>,
 }
 
 const SESSION_ID_STATE: foldhash::fast::FixedState =
@@ -179,12 +185,15 @@ impl Worker {
             now: Timestamp::ZERO,
             stats: WorkerStats::default(),
             tls: TlsTable::new(cfg.tls, cfg.max_sessions, points),
+            // Sessions with three RSTs or more at a point are few: room for 1 in 64.
+            rsts: (points > 1).then(|| RstLog::new((cfg.max_sessions / 64).max(64))),
         }
     }
 
     pub fn stats(&self) -> WorkerStats {
         WorkerStats {
             tls: self.tls.stats,
+            rsts_not_compared: self.rsts.as_ref().map_or(0, |l| l.not_kept),
             ..self.stats
         }
     }
@@ -236,6 +245,11 @@ impl Worker {
         s.last_ts = s.last_ts.max(m.ts);
         s.points_seen |= 1 << point;
         let pt = &mut pts[point];
+        if m.pkt.flags.rst() {
+            if let Some(log) = &mut self.rsts {
+                log.before_rst(slot, point, m.side, &pt.dirs[m.side.index()]);
+            }
+        }
         if pt.on_packet(m.ts, m.side, &m.pkt) {
             self.stats.retransmissions += 1;
         }
@@ -389,8 +403,10 @@ impl Worker {
             EndReason::EndOfInput | EndReason::Evicted | EndReason::PortReused
         );
         let (v, e, pan) = classify_tls(&s, pts, &mut tls[..ntls], by_capture, verdict, &evidence);
+        let mids = self.rsts.as_mut().and_then(|l| l.take(slot));
         let compare = if pts.len() > 1 {
-            correlate::compare(&s, pts, &tls[..ntls], &self.cfg.correlate)
+            let mids = mids.as_ref().map_or(&[][..], |m| &m[..pts.len()]);
+            correlate::compare(&s, pts, mids, &tls[..ntls], &self.cfg.correlate)
         } else {
             Comparison::default()
         };
