@@ -22,6 +22,16 @@ pub struct CorrelateConfig {
     pub window: Nanos,
 }
 
+impl CorrelateConfig {
+    /// The client-side and the server-side point of a run with `points` points
+    /// (`None` with fewer than two).
+    pub fn points(&self, points: usize) -> Option<(PointId, PointId)> {
+        let c = usize::from(self.client_side.0).min(points.checked_sub(1)?);
+        let s = (0..points).find(|&i| i != c)?;
+        Some((PointId(c as u8), PointId(s as u8)))
+    }
+}
+
 impl Default for CorrelateConfig {
     fn default() -> Self {
         CorrelateConfig {

@@ -10,6 +10,8 @@
 //! single-producer/single-consumer ring (rtrb). Emptied batches come back on a
 //! return ring, so after start-up nothing is allocated. Workers push one record per
 //! ended session on their own record ring; one exporter thread drains all of them.
+//! With pairing on, each worker also tells the exporter's pairer of sessions still
+//! open, on a small notice ring of its own (see [`crate::pairing::Notice`]).
 //!
 //! Backpressure: [`Overflow::Wait`] (replay: a file can wait, and nothing may be
 //! lost) or [`Overflow::Drop`] (live capture: the wire cannot wait; every drop is
@@ -26,13 +28,13 @@ use crossbeam_utils::Backoff;
 use crate::capture::{CaptureError, CaptureReader, Frame};
 use crate::clock;
 use crate::flow::worker_for;
-use crate::pairing::{PairConfig, PairStats, Pairer};
+use crate::pairing::{Notice, PairConfig, PairStats, Pairer};
 use crate::session::PointId;
 use crate::stats::ReaderStats;
 use crate::time::{Nanos, Timestamp};
 use crate::verdict::Record;
 use crate::wire;
-use crate::worker::{PacketMeta, Worker, WorkerConfig, WorkerStats};
+use crate::worker::{Output, PacketMeta, Worker, WorkerConfig, WorkerStats};
 
 /// What to do when a worker's ring is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub struct PipelineConfig {
     /// Records a worker can queue for the exporter. A record is about 8 KB (it
     /// carries each point's TLS facts): 1024 of them are 8 MiB per worker.
     pub record_ring: usize,
+    /// Pairing notices a worker can queue for the exporter (64 bytes each).
+    pub notice_ring: usize,
     /// Every this much capture time, every worker is told the time, so that idle
     /// workers expire their sessions too.
     pub tick: Nanos,
@@ -73,6 +77,7 @@ impl Default for PipelineConfig {
             batch: 256,
             batches_in_flight: 64,
             record_ring: 1024,
+            notice_ring: 1024,
             tick: Nanos::from_secs(1),
             overflow: Overflow::Wait,
             pairing: PairConfig::default(),
@@ -204,6 +209,8 @@ pub fn build(cfg: &PipelineConfig) -> (Dispatcher, Vec<WorkerLoop>) {
     let n = cfg.workers.max(1);
     let per_worker = WorkerConfig {
         max_sessions: cfg.worker.max_sessions.div_ceil(n),
+        // Turned off again in a worker whose notices nobody takes.
+        pair_notices: cfg.worker.points >= 2 && cfg.pairing.window > Nanos(0),
         ..cfg.worker
     };
     let in_flight = cfg.batches_in_flight.max(2);
@@ -223,6 +230,7 @@ pub fn build(cfg: &PipelineConfig) -> (Dispatcher, Vec<WorkerLoop>) {
             }
         }
         let (rec_tx, rec_rx) = rtrb::RingBuffer::<Record>::new(cfg.record_ring.max(1));
+        let (note_tx, note_rx) = rtrb::RingBuffer::<Notice>::new(cfg.notice_ring.max(1));
         lanes.push(Lane {
             tx,
             returned: ret_rx,
@@ -238,10 +246,13 @@ pub fn build(cfg: &PipelineConfig) -> (Dispatcher, Vec<WorkerLoop>) {
             ret: ret_tx,
             records: rec_tx,
             records_rx: Some(rec_rx),
+            notices: note_tx,
+            notices_rx: Some(note_rx),
             progress: Arc::new(AtomicU64::new(0)),
             overflow: cfg.overflow,
             record_waits: 0,
             records_dropped: 0,
+            notices_lost: 0,
         });
     }
     let dispatcher = Dispatcher {
@@ -265,6 +276,9 @@ pub struct WorkerLoop {
     ret: rtrb::Producer<Box<Batch>>,
     records: rtrb::Producer<Record>,
     records_rx: Option<rtrb::Consumer<Record>>,
+    notices: rtrb::Producer<Notice>,
+    /// Taken by [`WorkerLoop::take_notices`]; if not, the worker sends none.
+    notices_rx: Option<rtrb::Consumer<Notice>>,
     /// The worker's clock after each batch (`u64::MAX` once it has finished): every
     /// record it judged up to that time is already on its record ring. The exporter
     /// takes the minimum over workers as how far all of them have got.
@@ -272,6 +286,7 @@ pub struct WorkerLoop {
     overflow: Overflow,
     record_waits: u64,
     records_dropped: u64,
+    notices_lost: u64,
 }
 
 impl std::fmt::Debug for WorkerLoop {
@@ -290,12 +305,102 @@ pub struct WorkerReport {
     pub record_waits: u64,
     /// Records dropped on a full ring ([`Overflow::Drop`] only).
     pub records_dropped: u64,
+    /// Pairing notices that found the notice ring full.
+    pub notices_lost: u64,
+}
+
+/// A worker's output into its rings.
+struct RingOutput<'a> {
+    records: &'a mut rtrb::Producer<Record>,
+    /// `None`: nobody takes notices.
+    notices: Option<&'a mut rtrb::Producer<Notice>>,
+    overflow: Overflow,
+    record_waits: &'a mut u64,
+    records_dropped: &'a mut u64,
+    notices_lost: &'a mut u64,
+    /// [`Notice::Opened`] that found the ring full and are not announced yet: the
+    /// earliest start among them, and how many.
+    lost: Option<(Timestamp, u32)>,
+}
+
+impl RingOutput<'_> {
+    /// Announces the lost notices, if there is room now.
+    fn flush_lost(&mut self) {
+        if let (Some((since, count)), Some(tx)) = (self.lost, self.notices.as_mut()) {
+            if tx.push(Notice::Lost { since, count }).is_ok() {
+                self.lost = None;
+            }
+        }
+    }
+}
+
+impl Output for RingOutput<'_> {
+    fn record(&mut self, r: Record) {
+        let mut r = r;
+        let mut w = Waiter::default();
+        loop {
+            match self.records.push(r) {
+                Ok(()) => return,
+                Err(rtrb::PushError::Full(back)) => {
+                    if self.overflow == Overflow::Drop {
+                        *self.records_dropped += 1;
+                        // The pairer was told it is open: tell it it is not.
+                        use crate::session::PairReport::{Lost, Sent, SniPending};
+                        if matches!(back.session.pair, Sent | SniPending | Lost) {
+                            let gone = Notice::Gone {
+                                session_id: back.session_id,
+                            };
+                            if !self.notice(&gone) {
+                                // Left open for the pairer: it may refuse joins to
+                                // that server and SNI, never make a wrong one.
+                                *self.notices_lost += 1;
+                            }
+                        }
+                        return;
+                    }
+                    *self.record_waits += 1;
+                    r = back;
+                    w.wait();
+                }
+            }
+        }
+    }
+
+    fn notice(&mut self, n: &Notice) -> bool {
+        let Some(tx) = self.notices.as_mut() else {
+            return false;
+        };
+        if self.lost.is_none() && tx.push(*n).is_ok() {
+            return true;
+        }
+        self.flush_lost();
+        if self.lost.is_none() {
+            if let Some(tx) = self.notices.as_mut() {
+                if tx.push(*n).is_ok() {
+                    return true;
+                }
+            }
+        }
+        *self.notices_lost += 1;
+        if let Notice::Opened(o) = n {
+            let (since, count) = self.lost.unwrap_or((o.first, 0));
+            self.lost = Some((since.min(o.first), count.saturating_add(1)));
+        }
+        false
+    }
 }
 
 impl WorkerLoop {
     /// The consumer end of this worker's record ring (take it before running).
     pub fn take_records(&mut self) -> rtrb::Consumer<Record> {
         self.records_rx.take().expect("records taken once")
+    }
+
+    /// The consumer end of this worker's notice ring (take it before running, and
+    /// give it to [`run_exporter_with`]; if it is not taken, the worker sends no
+    /// notices).
+    pub fn take_notices(&mut self) -> rtrb::Consumer<Notice> {
+        self.notices_rx.take().expect("notices taken once")
     }
 
     /// The worker's published clock (see [`run_exporter`]).
@@ -309,41 +414,37 @@ impl WorkerLoop {
     /// are followed without payload.
     pub fn run(mut self, frames: &[&[u8]]) -> WorkerReport {
         let mut waiter = Waiter::default();
+        let taken = self.notices_rx.is_none();
+        self.worker
+            .set_pair_notices(taken && self.worker.pair_notices());
         let Self {
             worker,
             rx,
             ret,
             records,
+            notices,
             overflow,
             record_waits,
             records_dropped,
+            notices_lost,
             progress,
             ..
         } = &mut self;
-        let mut emit = |r: Record| {
-            let mut r = r;
-            let mut w = Waiter::default();
-            loop {
-                match records.push(r) {
-                    Ok(()) => return,
-                    Err(rtrb::PushError::Full(back)) => {
-                        if *overflow == Overflow::Drop {
-                            *records_dropped += 1;
-                            return;
-                        }
-                        *record_waits += 1;
-                        r = back;
-                        w.wait();
-                    }
-                }
-            }
+        let mut out = RingOutput {
+            records,
+            notices: taken.then_some(notices),
+            overflow: *overflow,
+            record_waits,
+            records_dropped,
+            notices_lost,
+            lost: None,
         };
         loop {
             let Ok(batch) = rx.pop() else {
                 // The reader is gone without sending the last batch (it panicked):
                 // judge what we have and stop rather than wait forever.
                 if rx.is_abandoned() && rx.is_empty() {
-                    worker.finish(&mut emit);
+                    worker.finish_to(&mut out);
                     break;
                 }
                 waiter.wait();
@@ -352,24 +453,33 @@ impl WorkerLoop {
             waiter.reset();
             for m in &batch.packets {
                 let bytes = frames.get(usize::from(m.point.0)).copied().unwrap_or(&[]);
-                worker.process(m, m.payload(bytes), &mut emit);
+                worker.process_to(m, m.payload(bytes), &mut out);
             }
-            worker.advance(batch.now, &mut emit);
+            worker.advance_to(batch.now, &mut out);
             let last = batch.last;
             // The return ring has room for every batch in circulation.
             let _ = ret.push(batch);
             if last {
-                worker.finish(&mut emit);
+                worker.finish_to(&mut out);
+                out.flush_lost();
                 progress.store(u64::MAX, Ordering::Release);
                 break;
             }
-            // After the records of this batch are on the ring.
-            progress.store(worker.now().0, Ordering::Release);
+            // After the records and notices of this batch are on the rings. While
+            // lost notices are not announced, no further than the first of them
+            // started: the pairer must not decide past it without knowing.
+            out.flush_lost();
+            let now = match out.lost {
+                Some((since, _)) => worker.now().min(since),
+                None => worker.now(),
+            };
+            progress.store(now.0, Ordering::Release);
         }
         WorkerReport {
             stats: self.worker.stats(),
             record_waits: self.record_waits,
             records_dropped: self.records_dropped,
+            notices_lost: self.notices_lost,
         }
     }
 }
@@ -378,7 +488,19 @@ impl WorkerLoop {
 /// stopped and its ring is empty. A sink error stops writing (the rest is counted
 /// as unwritten) but not draining, so workers never block on a dead sink.
 pub fn run_exporter<E>(
+    rings: Vec<rtrb::Consumer<Record>>,
+    progress: &[Arc<AtomicU64>],
+    pairing: PairConfig,
+    sink: impl FnMut(&Record) -> Result<(), E>,
+) -> ExportReport<E> {
+    run_exporter_with(rings, Vec::new(), progress, pairing, sink)
+}
+
+/// [`run_exporter`], with each worker's notice ring (`notices[i]` from worker
+/// `i`, as [`WorkerLoop::take_notices`] gives them) for the pairer.
+pub fn run_exporter_with<E>(
     mut rings: Vec<rtrb::Consumer<Record>>,
+    mut notices: Vec<rtrb::Consumer<Notice>>,
     progress: &[Arc<AtomicU64>],
     pairing: PairConfig,
     mut sink: impl FnMut(&Record) -> Result<(), E>,
@@ -414,15 +536,27 @@ pub fn run_exporter<E>(
             .map(|p| p.load(Ordering::Acquire))
             .min()
             .unwrap_or(u64::MAX);
-        for ring in rings.iter_mut() {
+        for (w, ring) in rings.iter_mut().enumerate() {
             // Check abandonment before draining: a worker that stopped after the
             // check still gets its last records drained on the next round.
             let abandoned = ring.is_abandoned();
-            while let Ok(r) = ring.pop() {
+            // A worker sends a session's notices before its record: the records
+            // counted now have all their notices on the notice ring already (the
+            // acquire load in `slots` pairs with the release store of the record's
+            // push, which follows the notice's), so they are taken first.
+            let ready = ring.slots();
+            if let Some(n) = notices.get_mut(w) {
+                while let Ok(x) = n.pop() {
+                    any = true;
+                    pairer.notice(&x);
+                }
+            }
+            for _ in 0..ready {
+                let Ok(r) = ring.pop() else { break };
                 any = true;
                 pairer.push(&r, &mut |r| write(r, &mut report));
             }
-            all_done &= abandoned;
+            all_done &= abandoned && ring.is_empty();
         }
         pairer.advance(Timestamp(watermark), &mut |r| write(r, &mut report));
         if all_done && !any {
@@ -468,6 +602,8 @@ pub struct ReplayReport<E> {
     pub workers: WorkerStats,
     pub record_waits: u64,
     pub records_dropped: u64,
+    /// Pairing notices that found a worker's notice ring full.
+    pub notices_lost: u64,
     pub export: ExportReport<E>,
     /// Capture errors, by point: reading that point stopped there.
     pub errors: Vec<(usize, CaptureError)>,
@@ -493,10 +629,18 @@ pub fn replay<E: Send>(
 ) -> ReplayReport<E> {
     let (mut dispatcher, mut loops) = build(cfg);
     let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
+    let notices: Vec<_> = loops.iter_mut().map(WorkerLoop::take_notices).collect();
     let clocks: Vec<_> = loops.iter().map(WorkerLoop::progress).collect();
     let pairing = PairConfig {
         points: cfg.worker.points,
         correlate: cfg.worker.correlate,
+        // A leg that went quiet has ended by then.
+        max_wait: Nanos(
+            cfg.worker
+                .idle_timeout
+                .0
+                .saturating_add(cfg.worker.linger.0),
+        ),
         ..cfg.pairing
     };
     let mut points = vec![ReaderStats::default(); sources.len()];
@@ -509,7 +653,9 @@ pub fn replay<E: Send>(
     thread::scope(|scope| {
         let exporter = thread::Builder::new()
             .name("tw-export".into())
-            .spawn_scoped(scope, move || run_exporter(rings, &clocks, pairing, sink))
+            .spawn_scoped(scope, move || {
+                run_exporter_with(rings, notices, &clocks, pairing, sink)
+            })
             .expect("spawn exporter thread");
         let workers: Vec<_> = loops
             .into_iter()
@@ -580,12 +726,13 @@ pub fn replay<E: Send>(
         }
 
         let mut workers_total = WorkerStats::default();
-        let (mut record_waits, mut records_dropped) = (0, 0);
+        let (mut record_waits, mut records_dropped, mut notices_lost) = (0, 0, 0);
         for w in workers {
             let r = w.join().expect("worker thread panicked");
             workers_total.add(&r.stats);
             record_waits += r.record_waits;
             records_dropped += r.records_dropped;
+            notices_lost += r.notices_lost;
         }
         let export = exporter.join().expect("exporter thread panicked");
         ReplayReport {
@@ -593,6 +740,7 @@ pub fn replay<E: Send>(
             workers: workers_total,
             record_waits,
             records_dropped,
+            notices_lost,
             export,
             errors,
             first_ts,

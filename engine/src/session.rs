@@ -184,6 +184,9 @@ impl RstLog {
     }
 }
 
+// Kept once per session and point: the per-point state of the hot path.
+const _: () = assert!(std::mem::size_of::<PointState>() == 376);
+
 /// Which timer list a session is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TimerList {
@@ -193,6 +196,30 @@ pub enum TimerList {
     Idle,
     /// Closed: judged when the linger time after its last packet has passed.
     Linger,
+}
+
+/// What the exporter's pairer was told of a session while it was open (two points,
+/// pairing on; see [`crate::pairing::Notice`]). Ordered so that the states that
+/// still have something to tell compare greater than or equal to `Pending`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[repr(u8)]
+pub enum PairReport {
+    /// Nothing to tell: pairing off, or the session was seen at both compared points
+    /// (the same 5-tuple at both: nothing to pair), or at neither.
+    #[default]
+    Off,
+    /// Told, with its SNI (or with none: not TLS, or a ClientHello without one).
+    Sent,
+    /// Its notice did not fit in the ring: the pairer treats every session that may
+    /// have opened since as unknown, until this one's record arrives.
+    Lost,
+    /// Seen at the client-side point only, no payload yet: told at its first
+    /// payload (by then a session that crosses a transparent middlebox has been
+    /// seen at the server-side point too).
+    Pending,
+    /// Told without an SNI yet (its ClientHello was not complete): told again once
+    /// it is.
+    SniPending,
 }
 
 /// [`Session::tls`]: no payload seen yet.
@@ -218,6 +245,8 @@ pub struct Session {
     pub close: Option<(CloseKind, Timestamp)>,
     /// Bit `i` set: point `i` saw the session.
     pub points_seen: u8,
+    /// What the pairer was told of it while it was open.
+    pub pair: PairReport,
     /// Its TLS state in the worker's TLS slab: an index, or [`TLS_UNKNOWN`] (no
     /// payload yet) or [`TLS_NONE`] (the first payload was not TLS).
     pub tls: u32,
@@ -230,6 +259,9 @@ pub struct Session {
     pub(crate) next: u32,
 }
 
+// Kept once per session: a new field must fit in its padding.
+const _: () = assert!(std::mem::size_of::<Session>() == 112);
+
 impl Default for Session {
     fn default() -> Self {
         Session {
@@ -241,6 +273,7 @@ impl Default for Session {
             roles: RoleSource::Ports,
             close: None,
             points_seen: 0,
+            pair: PairReport::Off,
             tls: TLS_UNKNOWN,
             activity: Timestamp::ZERO,
             slot: NIL,
