@@ -877,6 +877,76 @@ mod tests {
         assert_eq!(merge.next().unwrap().1.unwrap().ts, Timestamp(0));
     }
 
+    /// A notice that finds the ring full is counted and, if it opened a session,
+    /// announced as lost once there is room again; a record dropped on a full ring
+    /// tells the pairer that its session is gone.
+    #[test]
+    fn test_notice_ring_full_announces_lost_sessions() {
+        use crate::pairing::{Opened, Sni};
+        use crate::session::PairReport;
+        let opened = |ms: u64| {
+            Notice::Opened(Opened {
+                session_id: ms,
+                point: PointId(0),
+                server: Endpoint::v4([198, 18, 6, 2], 443),
+                sni: Sni::NotYet,
+                first: Timestamp(ms),
+            })
+        };
+        let (mut rec_tx, mut rec_rx) = rtrb::RingBuffer::<Record>::new(1);
+        let (mut tx, mut rx) = rtrb::RingBuffer::<Notice>::new(1);
+        let (mut waits, mut dropped, mut lost) = (0, 0, 0);
+        let mut out = RingOutput {
+            records: &mut rec_tx,
+            notices: Some(&mut tx),
+            overflow: Overflow::Drop,
+            record_waits: &mut waits,
+            records_dropped: &mut dropped,
+            notices_lost: &mut lost,
+            lost: None,
+        };
+        assert!(out.notice(&opened(5)));
+        assert!(!out.notice(&opened(3)));
+        assert!(!out.notice(&opened(7)));
+        assert_eq!(out.lost, Some((Timestamp(3), 2)));
+        assert_eq!(rx.pop(), Ok(opened(5)));
+        // An update is not an opening: lost, but nothing to announce for it.
+        out.flush_lost();
+        assert!(!out.notice(&Notice::Sni {
+            session_id: 3,
+            sni: Sni::None
+        }));
+        assert_eq!(out.lost, None);
+        assert_eq!(
+            rx.pop(),
+            Ok(Notice::Lost {
+                since: Timestamp(3),
+                count: 2
+            })
+        );
+        // Records: the second finds the ring full and is dropped; its session was
+        // told of, so a Gone follows.
+        let mut r = crate::verdict::Record {
+            session_id: 9,
+            ..sample_record()
+        };
+        r.session.pair = PairReport::Sent;
+        out.record(r);
+        out.record(r);
+        assert_eq!(rx.pop(), Ok(Notice::Gone { session_id: 9 }));
+        assert_eq!(rec_rx.pop().map(|r| r.session_id), Ok(9));
+        assert_eq!((dropped, lost), (1, 3));
+    }
+
+    /// A record to fill rings with.
+    fn sample_record() -> Record {
+        let mut w = Worker::new(WorkerConfig::default());
+        let mut got = None;
+        w.process(&meta(1), &[], &mut |_| {});
+        w.finish(&mut |r| got = Some(r));
+        got.expect("a record")
+    }
+
     /// With `Overflow::Drop`, a worker that does not keep up loses packets, and every
     /// lost packet is counted; what was delivered plus what was dropped is all.
     #[test]

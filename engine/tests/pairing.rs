@@ -441,6 +441,9 @@ struct ToPairer<'a> {
     out: &'a mut Vec<Record>,
     /// Whether notices reach the pairer.
     notices: bool,
+    /// Opened notices of client-side sessions to this server are refused (as by a
+    /// full ring) and announced as lost at once.
+    refuse: Option<Endpoint>,
 }
 
 impl engine::worker::Output for ToPairer<'_> {
@@ -449,6 +452,16 @@ impl engine::worker::Output for ToPairer<'_> {
         self.pairer.push(&r, &mut |x| out.push(*x));
     }
     fn notice(&mut self, n: &engine::pairing::Notice) -> bool {
+        use engine::pairing::Notice;
+        if let (Notice::Opened(o), Some(refused)) = (n, self.refuse) {
+            if o.point == INSIDE && o.server == refused {
+                self.pairer.notice(&Notice::Lost {
+                    since: o.first,
+                    count: 1,
+                });
+                return false;
+            }
+        }
         if self.notices {
             self.pairer.notice(n);
         }
@@ -457,6 +470,14 @@ impl engine::worker::Output for ToPairer<'_> {
 }
 
 fn step_by_step(segs: &[Seg], notices: bool) -> (Vec<Record>, engine::pairing::PairStats) {
+    step_by_step_refusing(segs, notices, None)
+}
+
+fn step_by_step_refusing(
+    segs: &[Seg],
+    notices: bool,
+    refuse: Option<Endpoint>,
+) -> (Vec<Record>, engine::pairing::PairStats) {
     let mut segs = segs.to_vec();
     segs.sort_by_key(|s| s.ms);
     let mut w = Worker::new(WorkerConfig {
@@ -491,6 +512,7 @@ fn step_by_step(segs: &[Seg], notices: bool) -> (Vec<Record>, engine::pairing::P
             pairer: &mut pairer,
             out: &mut out,
             notices,
+            refuse,
         };
         w.process_to(&m, &[], &mut o);
         let now = w.now();
@@ -500,6 +522,7 @@ fn step_by_step(segs: &[Seg], notices: bool) -> (Vec<Record>, engine::pairing::P
         pairer: &mut pairer,
         out: &mut out,
         notices,
+        refuse,
     };
     w.finish_to(&mut o);
     pairer.finish(&mut |x| out.push(*x));
@@ -592,4 +615,35 @@ fn step_by_step_the_wait_is_bounded() {
     let (rs, stats) = step_by_step(&segs, true);
     assert!(by_client(&rs, a).pairing.is_none());
     assert_eq!((stats.joined, stats.waited, rs.len()), (0, 1, 3));
+}
+
+/// A notice lost (a full ring) while a session is open: the pairer cannot prove
+/// that a leg which started since has no other candidate, so it joins nothing
+/// that started after it until that session's record arrives.
+#[test]
+fn step_by_step_a_lost_notice_makes_later_legs_unproven() {
+    let a = inside_client(40_001);
+    // C goes to another server; its notice is lost.
+    let c = inside_client(40_003);
+    for (c_until, joined) in [(9_000u64, false), (300, true)] {
+        let mut segs = clockwork(20_000);
+        segs.extend(tcp(INSIDE, c, server(8443), 50, c_until, Some(false)));
+        segs.extend(tcp(INSIDE, a, server(80), 100, 2_000, Some(false)));
+        segs.extend(tcp(
+            OUTSIDE,
+            proxy(50_001),
+            server(80),
+            101,
+            2_000,
+            Some(false),
+        ));
+        let (rs, stats) = step_by_step_refusing(&segs, true, Some(server(8443)));
+        assert_eq!(
+            by_client(&rs, a).pairing.is_some(),
+            joined,
+            "C open until {c_until} ms: {stats:?}"
+        );
+        assert_eq!(stats.unproven, u64::from(!joined), "{stats:?}");
+        assert_eq!(rs.len(), if joined { 3 } else { 4 });
+    }
 }
