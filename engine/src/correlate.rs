@@ -88,15 +88,20 @@ pub struct Unmatched {
     /// window) as if it had never been sent: forged, the sender kept sending;
     /// absorbed, the receiver did.
     pub went_on: bool,
+    /// The other point saw nothing of the session at all, and pairing found no
+    /// proxy connection for it ([`unseen_at_server`]).
+    pub unseen: bool,
 }
 
 impl Unmatched {
     /// A sign beyond the missing copy: a forged segment's TTL differs from the
     /// sender's first packet at that point, or the session went on at the other
     /// point. Without one, the copy may also have been lost at the other point's
-    /// capture.
+    /// capture. Never for a session the other point did not see at all: that
+    /// capture may have missed all of it.
     pub fn confident(&self) -> bool {
-        (self.tamper == Tamper::Forged && self.seg.ttl != self.sender_ttl) || self.went_on
+        !self.unseen
+            && ((self.tamper == Tamper::Forged && self.seg.ttl != self.sender_ttl) || self.went_on)
     }
 }
 
@@ -245,6 +250,7 @@ pub fn compare(
                 other_count,
                 sender_ttl: mine.ttl_first,
                 went_on: went_on(ev),
+                unseen: false,
             };
             let (hi, ti) = (usize::from(hp.0), usize::from(tp.0));
             let candidates = rsts_of(mine, mid(hi, d))
@@ -306,6 +312,52 @@ pub fn compare(
         (Handshake::Aborted, Handshake::Complete) => out.failed_leg = Some((cp, sp)),
         _ => {}
     }
+    out
+}
+
+/// A session that only the client-side point saw, while the server-side point saw
+/// no connection for it either (no proxy leg fits it: the caller, the pairer, knows):
+/// each RST toward the client there (the first and the last) never reached the
+/// server side, so the middlebox sent it, or the server-side capture missed the
+/// whole session ([`Unmatched::unseen`]: never high confidence). Typical: a
+/// firewall that drops a SYN and answers it with an RST (`REJECT --reject-with
+/// tcp-reset`). Returns the default (nothing) unless there is such an RST.
+pub fn unseen_at_server(s: &Session, points: &[PointState], cfg: &CorrelateConfig) -> Comparison {
+    let mut out = Comparison::default();
+    let Some((cp, sp)) = cfg.points(points.len()) else {
+        return out;
+    };
+    let (c, sv) = (&points[usize::from(cp.0)], &points[usize::from(sp.0)]);
+    if !c.seen() || sv.seen() {
+        return out;
+    }
+    let d = s.side_of(Role::Server).index();
+    let mine = &c.dirs[d];
+    for ev in rsts_of(mine, None) {
+        // What the server's other packets came with, if it sent any before.
+        let sender_ttl = match mine.syn() {
+            Some(syn) => syn.ttl,
+            None if mine.first_ts < ev.ts => mine.ttl_first,
+            None => 0,
+        };
+        out.push(Unmatched {
+            point: cp,
+            other: sp,
+            toward: Role::Client,
+            tamper: Tamper::Forged,
+            rst: true,
+            seg: ev,
+            other_count: 0,
+            sender_ttl,
+            went_on: false,
+            unseen: true,
+        });
+    }
+    if out.nunmatched == 0 {
+        return Comparison::default();
+    }
+    out.points = Some((cp, sp));
+    out.first_rst = c.dirs.iter().filter_map(|d| d.rst()).map(|e| e.ts).min();
     out
 }
 

@@ -494,6 +494,7 @@ fn two_points(o: &mut Obj<'_>, r: &Record, name: &dyn Fn(PointId) -> String) {
                 sender_ttl: u.sender_ttl,
                 confident: u.confident(),
                 other_count: u.other_count,
+                unseen: u.unseen,
             };
             e.text_str("evidence", &ev.render(name));
             e.close();

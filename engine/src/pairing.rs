@@ -30,11 +30,11 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use crate::correlate::{compare, Comparison, CorrelateConfig};
+use crate::correlate::{compare, unseen_at_server, Comparison, CorrelateConfig};
 use crate::flow::Endpoint;
 use crate::session::{PairReport, PointId, Role};
 use crate::time::{Nanos, Timestamp};
-use crate::verdict::{apply_comparison, Evidence, Record, Verdict};
+use crate::verdict::{add_suspects, apply_comparison, Evidence, Record, Verdict};
 
 /// How legs are paired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -635,11 +635,14 @@ impl Pairer {
         // A leg judged after this one stopped waiting would not have been here yet
         // had the workers handed it on as it came.
         let until = due.saturating_add(self.cfg.max_wait);
+        // Whether any server-side leg, joinable or not, fits this one.
+        let mut any_leg = false;
         for k in 0..self.outside.len() {
             let ok = self.outside[k].0;
             let Some(sni) = matches(&key, &ok) else {
                 continue;
             };
+            any_leg = true;
             if ok.judged > until {
                 continue;
             }
@@ -659,7 +662,15 @@ impl Pairer {
         }
         self.recent.push_back(key);
         if mine.is_empty() {
-            out(&inside);
+            let sp = self.points().map(|(_, sp)| sp).unwrap_or(PointId(1));
+            any_leg |= self
+                .open_at(sp, key.server, key.first, key.last)
+                .any(|y| matches(&key, &y).is_some());
+            if any_leg {
+                out(&inside);
+            } else {
+                out(&unseen(&inside, &self.cfg));
+            }
             return;
         }
         let mut legs: Vec<Record> = mine
@@ -694,6 +705,34 @@ fn matches(i: &Key, o: &Key) -> Option<bool> {
         _ => return None,
     };
     (o.first >= i.first && o.first <= i.last).then_some(with_sni)
+}
+
+/// A client-side leg for which the server-side point saw nothing, not even a proxy
+/// connection that fits it: an RST toward the client there was the middlebox's
+/// (see [`unseen_at_server`]; unchanged if there is none).
+fn unseen(inside: &Record, cfg: &PairConfig) -> Record {
+    let npoints = usize::from(inside.npoints);
+    let cmp = unseen_at_server(&inside.session, &inside.points[..npoints], &cfg.correlate);
+    if cmp.points.is_none() {
+        return *inside;
+    }
+    let mut r = *inside;
+    // The single-point suspicions of the RSTs now explained go.
+    for u in &mut r.suspect {
+        if u.is_some_and(|u| cmp.unmatched().any(|m| m.seg == u.seg)) {
+            *u = None;
+        }
+    }
+    let mut evidence = r.evidence;
+    evidence.retain(|e| !matches!(e, Evidence::SuspectRst { .. }));
+    let (verdict, mut evidence, pan) =
+        apply_comparison(r.verdict, &evidence, r.pan_end_reason, &cmp);
+    add_suspects(&mut evidence, &r.suspect);
+    r.verdict = verdict;
+    r.evidence = evidence;
+    r.pan_end_reason = pan;
+    r.compare = cmp;
+    r
 }
 
 /// One record for a client-side leg and its server-side legs (`legs`, in start

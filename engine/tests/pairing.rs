@@ -647,3 +647,88 @@ fn step_by_step_a_lost_notice_makes_later_legs_unproven() {
         assert_eq!(rs.len(), if joined { 3 } else { 4 });
     }
 }
+
+// A session that only the client-side point saw, answered by an RST in the
+// server's name: with no sign of it at the server-side point, and no proxy
+// connection for it, the RST was sent by the middlebox (or the server-side capture
+// missed the session: medium confidence).
+
+/// A client's SYN answered by an RST in the server's name, seen at `at` only.
+fn syn_reset(at: PointId, client: Endpoint, server: Endpoint, start: u64) -> Vec<Seg> {
+    let seg = |ms, src, dst, flags| Seg {
+        ms,
+        at,
+        src,
+        dst,
+        flags,
+        len: 0,
+    };
+    vec![
+        seg(start, client, server, TcpFlags::SYN),
+        seg(start + 1, server, client, TcpFlags::RST | TcpFlags::ACK),
+    ]
+}
+
+#[test]
+fn a_syn_reset_that_the_server_side_never_saw_is_a_middlebox_reset() {
+    use engine::correlate::Tamper;
+    use engine::verdict::{PanReason, Verdict};
+    let a = inside_client(40_001);
+    let mut segs = clockwork(8_000);
+    segs.extend(syn_reset(INSIDE, a, server(443), 100));
+    let (rs, _) = replay(&segs, 2);
+    let r = by_client(&rs, a);
+    assert_eq!(r.verdict, Verdict::MiddleboxReset, "{:#?}", r.evidence);
+    assert_eq!(r.pan_end_reason, Some(PanReason::PolicyDeny));
+    let u: Vec<_> = r.compare.unmatched().copied().collect();
+    assert_eq!(u.len(), 1, "{u:#?}");
+    assert_eq!((u[0].point, u[0].tamper), (INSIDE, Tamper::Forged));
+    assert!(
+        !u[0].confident(),
+        "medium: the other capture may have missed it"
+    );
+    let names = |p: PointId| ["inside", "outside"][usize::from(p.0)].to_string();
+    let first = r.evidence.iter().next().unwrap().render(&names);
+    assert!(
+        first.contains("outside saw nothing of this session"),
+        "{first}"
+    );
+    assert_eq!(r.points().count(), 1, "still seen at one point only");
+    assert!(r.pairing.is_none());
+}
+
+#[test]
+fn a_syn_reset_is_not_blamed_on_the_middlebox_without_pairing_or_with_a_leg() {
+    use engine::verdict::Verdict;
+    let a = inside_client(40_001);
+    // A proxy connection to that server, started while the client's session was
+    // open (it fits, whether or not it is joined): the session may well have
+    // reached the server side.
+    let mut segs = clockwork(8_000);
+    segs.extend(syn_reset(INSIDE, a, server(443), 100));
+    segs.extend(syn_reset(OUTSIDE, proxy(50_001), server(443), 100));
+    let (rs, _) = replay(&segs, 1);
+    let r = by_client(&rs, a);
+    assert_ne!(r.verdict, Verdict::MiddleboxReset, "{:#?}", r.evidence);
+    assert!(r.compare.unmatched().next().is_none());
+    // An RST from the client, not toward it: nothing forged to report.
+    let mut segs = clockwork(8_000);
+    segs.push(Seg {
+        ms: 100,
+        at: INSIDE,
+        src: a,
+        dst: server(443),
+        flags: TcpFlags::SYN,
+        len: 0,
+    });
+    segs.push(Seg {
+        ms: 101,
+        at: INSIDE,
+        src: a,
+        dst: server(443),
+        flags: TcpFlags::RST,
+        len: 0,
+    });
+    let (rs, _) = replay(&segs, 1);
+    assert_eq!(by_client(&rs, a).verdict, Verdict::NoResponse);
+}
