@@ -36,6 +36,7 @@ impl<'a> Obj<'a> {
         buf.push(b'{');
         Obj { buf, first: true }
     }
+    #[inline]
     fn key(&mut self, k: &str) -> &mut Vec<u8> {
         if !self.first {
             self.buf.push(b',');
