@@ -28,13 +28,14 @@ use crossbeam_utils::Backoff;
 use crate::capture::{CaptureError, CaptureReader, Frame};
 use crate::clock;
 use crate::flow::worker_for;
+use crate::outbox::RingOutput;
 use crate::pairing::{Notice, PairConfig, PairStats, Pairer};
 use crate::session::PointId;
 use crate::stats::ReaderStats;
 use crate::time::{Nanos, Timestamp};
 use crate::verdict::Record;
 use crate::wire;
-use crate::worker::{Output, PacketMeta, Worker, WorkerConfig, WorkerStats};
+use crate::worker::{PacketMeta, Worker, WorkerConfig, WorkerStats};
 
 /// What to do when a worker's ring is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,19 +98,19 @@ pub struct Batch {
 
 /// Sleeps progressively while a ring is empty or full.
 #[derive(Debug, Default)]
-struct Waiter {
+pub(crate) struct Waiter {
     backoff: Backoff,
 }
 
 impl Waiter {
-    fn wait(&mut self) {
+    pub(crate) fn wait(&mut self) {
         if self.backoff.is_completed() {
             thread::sleep(Duration::from_micros(50));
         } else {
             self.backoff.snooze();
         }
     }
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.backoff.reset();
     }
 }
@@ -307,87 +308,6 @@ pub struct WorkerReport {
     pub records_dropped: u64,
     /// Pairing notices that found the notice ring full.
     pub notices_lost: u64,
-}
-
-/// A worker's output into its rings.
-struct RingOutput<'a> {
-    records: &'a mut rtrb::Producer<Record>,
-    /// `None`: nobody takes notices.
-    notices: Option<&'a mut rtrb::Producer<Notice>>,
-    overflow: Overflow,
-    record_waits: &'a mut u64,
-    records_dropped: &'a mut u64,
-    notices_lost: &'a mut u64,
-    /// [`Notice::Opened`] that found the ring full and are not announced yet: the
-    /// earliest start among them, and how many.
-    lost: Option<(Timestamp, u32)>,
-}
-
-impl RingOutput<'_> {
-    /// Announces the lost notices, if there is room now.
-    fn flush_lost(&mut self) {
-        if let (Some((since, count)), Some(tx)) = (self.lost, self.notices.as_mut()) {
-            if tx.push(Notice::Lost { since, count }).is_ok() {
-                self.lost = None;
-            }
-        }
-    }
-}
-
-impl Output for RingOutput<'_> {
-    fn record(&mut self, r: Record) {
-        let mut r = r;
-        let mut w = Waiter::default();
-        loop {
-            match self.records.push(r) {
-                Ok(()) => return,
-                Err(rtrb::PushError::Full(back)) => {
-                    if self.overflow == Overflow::Drop {
-                        *self.records_dropped += 1;
-                        // The pairer was told it is open: tell it it is not.
-                        use crate::session::PairReport::{Lost, Sent, SniPending};
-                        if matches!(back.session.pair, Sent | SniPending | Lost) {
-                            let gone = Notice::Gone {
-                                session_id: back.session_id,
-                            };
-                            if !self.notice(&gone) {
-                                // Left open for the pairer: it may refuse joins to
-                                // that server and SNI, never make a wrong one.
-                                *self.notices_lost += 1;
-                            }
-                        }
-                        return;
-                    }
-                    *self.record_waits += 1;
-                    r = back;
-                    w.wait();
-                }
-            }
-        }
-    }
-
-    fn notice(&mut self, n: &Notice) -> bool {
-        let Some(tx) = self.notices.as_mut() else {
-            return false;
-        };
-        if self.lost.is_none() && tx.push(*n).is_ok() {
-            return true;
-        }
-        self.flush_lost();
-        if self.lost.is_none() {
-            if let Some(tx) = self.notices.as_mut() {
-                if tx.push(*n).is_ok() {
-                    return true;
-                }
-            }
-        }
-        *self.notices_lost += 1;
-        if let Notice::Opened(o) = n {
-            let (since, count) = self.lost.unwrap_or((o.first, 0));
-            self.lost = Some((since.min(o.first), count.saturating_add(1)));
-        }
-        false
-    }
 }
 
 impl WorkerLoop {
@@ -875,76 +795,6 @@ mod tests {
         let readers = vec![Some(CaptureReader::new(&b).unwrap())];
         let mut merge = Merge::new(readers, vec![i64::MAX]);
         assert_eq!(merge.next().unwrap().1.unwrap().ts, Timestamp(0));
-    }
-
-    /// A notice that finds the ring full is counted and, if it opened a session,
-    /// announced as lost once there is room again; a record dropped on a full ring
-    /// tells the pairer that its session is gone.
-    #[test]
-    fn test_notice_ring_full_announces_lost_sessions() {
-        use crate::pairing::{Opened, Sni};
-        use crate::session::PairReport;
-        let opened = |ms: u64| {
-            Notice::Opened(Opened {
-                session_id: ms,
-                point: PointId(0),
-                server: Endpoint::v4([198, 18, 6, 2], 443),
-                sni: Sni::NotYet,
-                first: Timestamp(ms),
-            })
-        };
-        let (mut rec_tx, mut rec_rx) = rtrb::RingBuffer::<Record>::new(1);
-        let (mut tx, mut rx) = rtrb::RingBuffer::<Notice>::new(1);
-        let (mut waits, mut dropped, mut lost) = (0, 0, 0);
-        let mut out = RingOutput {
-            records: &mut rec_tx,
-            notices: Some(&mut tx),
-            overflow: Overflow::Drop,
-            record_waits: &mut waits,
-            records_dropped: &mut dropped,
-            notices_lost: &mut lost,
-            lost: None,
-        };
-        assert!(out.notice(&opened(5)));
-        assert!(!out.notice(&opened(3)));
-        assert!(!out.notice(&opened(7)));
-        assert_eq!(out.lost, Some((Timestamp(3), 2)));
-        assert_eq!(rx.pop(), Ok(opened(5)));
-        // An update is not an opening: lost, but nothing to announce for it.
-        out.flush_lost();
-        assert!(!out.notice(&Notice::Sni {
-            session_id: 3,
-            sni: Sni::None
-        }));
-        assert_eq!(out.lost, None);
-        assert_eq!(
-            rx.pop(),
-            Ok(Notice::Lost {
-                since: Timestamp(3),
-                count: 2
-            })
-        );
-        // Records: the second finds the ring full and is dropped; its session was
-        // told of, so a Gone follows.
-        let mut r = crate::verdict::Record {
-            session_id: 9,
-            ..sample_record()
-        };
-        r.session.pair = PairReport::Sent;
-        out.record(r);
-        out.record(r);
-        assert_eq!(rx.pop(), Ok(Notice::Gone { session_id: 9 }));
-        assert_eq!(rec_rx.pop().map(|r| r.session_id), Ok(9));
-        assert_eq!((dropped, lost), (1, 3));
-    }
-
-    /// A record to fill rings with.
-    fn sample_record() -> Record {
-        let mut w = Worker::new(WorkerConfig::default());
-        let mut got = None;
-        w.process(&meta(1), &[], &mut |_| {});
-        w.finish(&mut |r| got = Some(r));
-        got.expect("a record")
     }
 
     /// With `Overflow::Drop`, a worker that does not keep up loses packets, and every
