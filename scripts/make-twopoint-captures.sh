@@ -75,6 +75,13 @@
 #                                   close_notify (no unwrap()). Python server, TLS 1.2
 #                                   to 1.3 (mitmproxy's upstream leg negotiates 1.3)
 #   40514 mitm-tls12-pinned         same, the client forced to TLS 1.2
+#   40515 fw-reset-syn              iptables in twfw-fw: FORWARD -p tcp --syn --dport 443
+#                                   -j REJECT --reject-with tcp-reset: the client's SYN
+#                                   is dropped and answered by an RST in the server's
+#                                   name; nothing reaches the server side (the outside
+#                                   capture stays empty). s_client fails to connect; the
+#                                   Python server (TLS 1.3) never gets a connection and
+#                                   is stopped after 1 s (expected)
 # (A 3DES-only server was the first idea for the cipher case; Debian's OpenSSL 3.0 has
 # no DES-CBC3-SHA even at @SECLEVEL=0, so ARIA is used.)
 #
@@ -138,6 +145,7 @@ ALL_SCENARIOS=(
     mitm-upstream-cipher
     mitm-tls13-pinned
     mitm-tls12-pinned
+    fw-reset-syn
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -318,6 +326,9 @@ echo "$ME: $(ip -n "$NS_F" -d link show "$IF_I" | grep -o 'mtu [0-9]*' | head -1
 #   EXPECT  ok = the client must exit 0 (the pinned client exits 0 on a pin mismatch);
 #           fail = it must exit non-zero; timeout = it must still be running after
 #           CLI_TIMEOUT seconds (default 20), when timeout(1) sends it SIGTERM
+#   SRV_EXPECT  exit = the server must exit by itself within 10 s after the client
+#           (default); timeout = it must still be running 1 s after the client (it
+#           never got a connection), when it is sent SIGTERM
 # With FW=mitm the firewall's own source ports (mitmproxy's outside legs) come from ten
 # ports per scenario: 41000 + 10 * (CPORT - 40500) + 0..9 (ip_local_port_range in
 # twfw-fw; a single port would make a retry by mitmproxy fail with EADDRNOTAVAIL).
@@ -332,7 +343,7 @@ CCERT=(-cert "$PKI/client.pem" -key "$PKI/client.key")
 
 define() { # $1 = scenario name; $2 = key log file stem
     local k=$2
-    CLI_IN= EXPECT=fail SPORT=443 FW=mitm MITM_OPTS=() CLI_TIMEOUT=20
+    CLI_IN= EXPECT=fail SPORT=443 FW=mitm MITM_OPTS=() CLI_TIMEOUT=20 SRV_EXPECT=exit
     S_ACCEPT=(-accept "$IP_S:443")
     S_CONNECT=(-connect "$IP_S:443")
     PYS=("$PY" "$PEER" server --host "$IP_S" --port 443 --idle 2
@@ -402,6 +413,10 @@ define() { # $1 = scenario name; $2 = key log file stem
         SRV=("${PYS[@]}")
         CLI=("$PY" "$PEER" pinned --host "$IP_S" --port 443 --pin "$SERVER_PIN" --version 1.2
              --keylog "$k.c") ;;
+    fw-reset-syn)
+        CPORT=40515 FW=reject-syn CLI_IN=$GET SRV_EXPECT=timeout
+        SRV=("${PYS[@]}" --version 1.3)
+        CLI=("${S_CLIENT[@]}" "${S_CONNECT[@]}" -tls1_3 -CAfile "$PKI/ca.pem" -keylogfile "$k.c") ;;
     *) echo "$ME: no definition for $1" >&2; exit 2 ;;
     esac
 }
@@ -420,6 +435,11 @@ fw_setup() { # $1 = FW kind
         # The ClientHello carries the SNI in clear: drop it, forge an RST to the client.
         nsf iptables -A FORWARD -i "$IF_I" -p tcp --dport 443 \
             -m string --string server.test --algo bm -j REJECT --reject-with tcp-reset ;;
+    reject-syn)
+        # A port closed by policy: the SYN is dropped and answered in the server's
+        # name, so nothing of the session reaches the server side.
+        nsf iptables -A FORWARD -i "$IF_I" -p tcp --syn --dport 443 \
+            -j REJECT --reject-with tcp-reset ;;
     reject-string)
         # An IPS-style rule on a plaintext marker in the second request.
         nsf iptables -A FORWARD -i "$IF_I" -p tcp --dport 80 \
@@ -540,7 +560,11 @@ record() { # $1 = scenario name
         touch "$WORK/go"
     fi
     wait "$cli" || rc=$?
-    wait_pid "$srv" 10 || srv_rc=$?
+    if [ "$SRV_EXPECT" = timeout ]; then
+        wait_pid "$srv" 1 || srv_rc=$?
+    else
+        wait_pid "$srv" 10 || srv_rc=$?
+    fi
 
     sleep 1 # let the last segments (FIN/RST) go through and be captured
     nsf ss -Htan | grep -v LISTEN | grep -E ":($CPORT|$FPORT|$((FPORT + 1))|$((FPORT + 2))) " | sed "s|^|$ME:   fw sockets left: |" || true
@@ -562,7 +586,14 @@ record() { # $1 = scenario name
     fw_reset
 
     local verdict=as-expected
-    if [ "$EXPECT" = timeout ]; then
+    if [ "$SRV_EXPECT" = timeout ]; then
+        # It never got a connection: stopping it was the plan.
+        [ "$srv_rc" -eq 124 ] || verdict="UNEXPECTED: the server exited (exit $srv_rc)"
+        srv_rc=0
+    fi
+    if [ "$verdict" != as-expected ]; then
+        : # already decided
+    elif [ "$EXPECT" = timeout ]; then
         [ "$rc" -eq 124 ] || verdict="UNEXPECTED: the client did not time out (exit $rc)"
         [ "$srv_rc" -ne 124 ] || verdict="TIMEOUT (server)"
     elif [ "$rc" -eq 124 ] || [ "$srv_rc" -eq 124 ]; then

@@ -157,13 +157,19 @@ impl Summary {
             "correlate": {
                 "client_side": names.get(run.client_side),
                 "match_window_ms": run.match_window.0 as f64 / 1e6,
+                "rsts_not_compared": w.rsts_not_compared,
             },
             "pairing": {
                 "window_s": run.pair_window.0 as f64 / 1e9,
                 "legs_joined": report.export.pairing.joined,
                 "ambiguous": report.export.pairing.ambiguous,
+                "unproven": report.export.pairing.unproven,
                 "overflow": report.export.pairing.overflow,
+                "waited": report.export.pairing.waited,
                 "peak_held": report.export.pairing.peak_held,
+                "peak_open": report.export.pairing.peak_open,
+                "open_full": report.export.pairing.open_full,
+                "notices_lost": report.notices_lost,
             },
             "first_ts": report.first_ts.map(|t| t.to_string()),
             "last_ts": report.last_ts.map(|t| t.to_string()),
@@ -242,9 +248,20 @@ impl Summary {
         if p["peak_held"].as_u64().unwrap_or(0) > 0 {
             writeln!(
                 out,
-                "  proxied legs: {} joined into their client's session (the counts below are per connection, before joining); {} left unjoined as ambiguous; {} handed on early for lack of room (peak held {})",
-                p["legs_joined"], p["ambiguous"], p["overflow"], p["peak_held"]
+                "  proxied legs: {} joined into their client's session (the counts below are per connection, before joining); {} left unjoined as ambiguous; {} handed on early for lack of room (peak held {}); {} waited for their other leg",
+                p["legs_joined"], p["ambiguous"], p["overflow"], p["peak_held"], p["waited"]
             )?;
+            let lost = ["unproven", "open_full", "notices_lost"]
+                .iter()
+                .map(|k| p[k].as_u64().unwrap_or(0))
+                .collect::<Vec<_>>();
+            if lost.iter().any(|&n| n > 0) {
+                writeln!(
+                    out,
+                    "  proxied legs NOT joined for lack of room to follow open sessions: {} (notices lost: {} on full rings, {} on a full table)",
+                    lost[0], lost[2], lost[1]
+                )?;
+            }
         }
         writeln!(
             out,

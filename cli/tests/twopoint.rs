@@ -9,7 +9,7 @@ mod common;
 use common::{records, replay, root, schema_validator};
 use serde_json::Value;
 
-const SCENARIOS: [&str; 14] = [
+const SCENARIOS: [&str; 15] = [
     "fw-pass-tls13",
     "fw-reset-sni",
     "fw-reset-established-tls",
@@ -24,6 +24,7 @@ const SCENARIOS: [&str; 14] = [
     "mitm-upstream-cipher",
     "mitm-tls13-pinned",
     "mitm-tls12-pinned",
+    "fw-reset-syn",
 ];
 
 fn run(scenario: &str, extra: &[&str]) -> Vec<Value> {
@@ -181,6 +182,42 @@ fn established_sessions_killed_by_forged_reset() {
     for p in ["inside", "outside"] {
         assert_eq!(r["points"][p]["handshake"], "complete", "{p}");
     }
+}
+
+/// iptables REJECT --reject-with tcp-reset on the SYN: the session is seen inside
+/// only (SYN, forged RST/ACK), the outside capture is empty. After pairing found no
+/// proxy connection for it, the RST is reported forged, with medium confidence
+/// (the outside capture may have missed the session); alone, or with pairing off,
+/// the session is `rejected`.
+#[test]
+fn syn_refused_by_forged_reset_that_the_server_side_never_saw() {
+    let rs = run("fw-reset-syn", &[]);
+    assert_eq!(rs.len(), 1, "{rs:#?}");
+    let r = session(&rs, 40515);
+    assert_eq!(points(r), ["inside"]);
+    assert_eq!(r["verdict"], "middlebox_reset", "{r:#}");
+    assert_eq!(r["pan_end_reason"], "policy-deny");
+    assert_eq!(r["pairing"], Value::Null);
+    let inj = r["injected_rst"].as_array().unwrap();
+    assert_eq!(inj.len(), 1, "{inj:?}");
+    assert_eq!(inj[0]["point"], "inside");
+    assert_eq!(inj[0]["toward"], "client");
+    assert_eq!(
+        (inj[0]["ttl"].as_u64(), inj[0]["ip_id"].as_u64()),
+        (Some(64), Some(0))
+    );
+    assert_eq!(inj[0]["confidence"], "medium");
+    assert_eq!(
+        r["evidence"][0],
+        "inside: RST toward the client (TTL 64) never seen at outside: outside saw nothing of this session and no proxy connection for it; sent by the middlebox in the server's name, unless outside's capture missed the session"
+    );
+    assert_eq!(
+        r["evidence"][1],
+        "inside: server answered the SYN with an RST"
+    );
+    let rs = run("fw-reset-syn", &["--pair-window", "0s"]);
+    assert_eq!(rs[0]["verdict"], "rejected");
+    assert_eq!(rs[0]["injected_rst"], serde_json::json!([]));
 }
 
 /// mitmproxy re-originates the session from the firewall's address: the outside

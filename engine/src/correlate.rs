@@ -22,6 +22,16 @@ pub struct CorrelateConfig {
     pub window: Nanos,
 }
 
+impl CorrelateConfig {
+    /// The client-side and the server-side point of a run with `points` points
+    /// (`None` with fewer than two).
+    pub fn points(&self, points: usize) -> Option<(PointId, PointId)> {
+        let c = usize::from(self.client_side.0).min(points.checked_sub(1)?);
+        let s = (0..points).find(|&i| i != c)?;
+        Some((PointId(c as u8), PointId(s as u8)))
+    }
+}
+
 impl Default for CorrelateConfig {
     fn default() -> Self {
         CorrelateConfig {
@@ -31,7 +41,7 @@ impl Default for CorrelateConfig {
     }
 }
 
-use crate::session::{PointState, Role, Session};
+use crate::session::{MidRsts, PointState, Role, Session};
 use crate::tcp::SegEvent;
 use crate::time::Timestamp;
 use crate::tls::observe::{is_tls13, Handshake, TlsFacts};
@@ -78,15 +88,20 @@ pub struct Unmatched {
     /// window) as if it had never been sent: forged, the sender kept sending;
     /// absorbed, the receiver did.
     pub went_on: bool,
+    /// The other point saw nothing of the session at all, and pairing found no
+    /// proxy connection for it ([`unseen_at_server`]).
+    pub unseen: bool,
 }
 
 impl Unmatched {
     /// A sign beyond the missing copy: a forged segment's TTL differs from the
     /// sender's first packet at that point, or the session went on at the other
     /// point. Without one, the copy may also have been lost at the other point's
-    /// capture.
+    /// capture. Never for a session the other point did not see at all: that
+    /// capture may have missed all of it.
     pub fn confident(&self) -> bool {
-        (self.tamper == Tamper::Forged && self.seg.ttl != self.sender_ttl) || self.went_on
+        !self.unseen
+            && ((self.tamper == Tamper::Forged && self.seg.ttl != self.sender_ttl) || self.went_on)
     }
 }
 
@@ -156,12 +171,26 @@ fn near(a: Timestamp, b: Timestamp, w: Nanos) -> bool {
     a.saturating_sub(b) <= w && b.saturating_sub(a) <= w
 }
 
-/// Compares the client-side and server-side points of one ended session. `tls`
-/// holds each point's TLS facts, judged (empty if TLS was not seen). Returns the
-/// default (nothing) unless both points saw the session.
+/// Every RST of one end at one point that is kept: its first, the middle ones of
+/// `mid` (the second and third), its last; up to four, in time order.
+fn rsts_of<'a>(
+    d: &crate::tcp::DirState,
+    mid: Option<&'a MidRsts>,
+) -> impl Iterator<Item = SegEvent> + 'a {
+    d.rst()
+        .into_iter()
+        .chain(mid.into_iter().flat_map(|m| m.iter().copied()))
+        .chain(d.last_rst())
+}
+
+/// Compares the client-side and server-side points of one ended session. `mids`
+/// holds each point's middle RSTs per side (empty: none kept), `tls` each point's
+/// TLS facts, judged (empty if TLS was not seen). Returns the default (nothing)
+/// unless both points saw the session.
 pub fn compare(
     s: &Session,
     points: &[PointState],
+    mids: &[[MidRsts; 2]],
     tls: &[TlsFacts],
     cfg: &CorrelateConfig,
 ) -> Comparison {
@@ -182,10 +211,11 @@ pub fn compare(
         .map(|e| e.ts)
         .min();
 
-    // Every RST and FIN (the first and the last RST of each sender, its first FIN)
-    // looked for at the other point.
-    let mut found: [Option<Unmatched>; 12] = [None; 12];
+    // Every RST and FIN (up to four RSTs of each sender, its first FIN) looked for
+    // at the other point.
+    let mut found: [Option<Unmatched>; 20] = [None; 20];
     let mut n = 0;
+    let mid = |i: usize, d: usize| mids.get(i).map(|m| &m[d]);
     for (here, there, hp, tp) in [(c, sv, cp, sp), (sv, c, sp, cp)] {
         for d in 0..2 {
             let toward = if s.client.index() == d {
@@ -220,18 +250,11 @@ pub fn compare(
                 other_count,
                 sender_ttl: mine.ttl_first,
                 went_on: went_on(ev),
+                unseen: false,
             };
-            let rsts = [mine.rst(), mine.last_rst().filter(|_| mine.rst_count > 1)];
-            let rst_copies = [theirs.rst(), theirs.last_rst()];
-            let candidates = rsts
-                .into_iter()
-                .flatten()
-                .filter(|ev| {
-                    !rst_copies
-                        .iter()
-                        .flatten()
-                        .any(|e| near(e.ts, ev.ts, cfg.window))
-                })
+            let (hi, ti) = (usize::from(hp.0), usize::from(tp.0));
+            let candidates = rsts_of(mine, mid(hi, d))
+                .filter(|ev| !rsts_of(theirs, mid(ti, d)).any(|e| near(e.ts, ev.ts, cfg.window)))
                 .map(|ev| unmatched(ev, true, theirs.rst_count))
                 .chain(
                     mine.fin()
@@ -289,6 +312,52 @@ pub fn compare(
         (Handshake::Aborted, Handshake::Complete) => out.failed_leg = Some((cp, sp)),
         _ => {}
     }
+    out
+}
+
+/// A session that only the client-side point saw, while the server-side point saw
+/// no connection for it either (no proxy leg fits it: the caller, the pairer, knows):
+/// each RST toward the client there (the first and the last) never reached the
+/// server side, so the middlebox sent it, or the server-side capture missed the
+/// whole session ([`Unmatched::unseen`]: never high confidence). Typical: a
+/// firewall that drops a SYN and answers it with an RST (`REJECT --reject-with
+/// tcp-reset`). Returns the default (nothing) unless there is such an RST.
+pub fn unseen_at_server(s: &Session, points: &[PointState], cfg: &CorrelateConfig) -> Comparison {
+    let mut out = Comparison::default();
+    let Some((cp, sp)) = cfg.points(points.len()) else {
+        return out;
+    };
+    let (c, sv) = (&points[usize::from(cp.0)], &points[usize::from(sp.0)]);
+    if !c.seen() || sv.seen() {
+        return out;
+    }
+    let d = s.side_of(Role::Server).index();
+    let mine = &c.dirs[d];
+    for ev in rsts_of(mine, None) {
+        // What the server's other packets came with, if it sent any before.
+        let sender_ttl = match mine.syn() {
+            Some(syn) => syn.ttl,
+            None if mine.first_ts < ev.ts => mine.ttl_first,
+            None => 0,
+        };
+        out.push(Unmatched {
+            point: cp,
+            other: sp,
+            toward: Role::Client,
+            tamper: Tamper::Forged,
+            rst: true,
+            seg: ev,
+            other_count: 0,
+            sender_ttl,
+            went_on: false,
+            unseen: true,
+        });
+    }
+    if out.nunmatched == 0 {
+        return Comparison::default();
+    }
+    out.points = Some((cp, sp));
+    out.first_rst = c.dirs.iter().filter_map(|d| d.rst()).map(|e| e.ts).min();
     out
 }
 

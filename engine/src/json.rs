@@ -36,6 +36,7 @@ impl<'a> Obj<'a> {
         buf.push(b'{');
         Obj { buf, first: true }
     }
+    #[inline]
     fn key(&mut self, k: &str) -> &mut Vec<u8> {
         if !self.first {
             self.buf.push(b',');
@@ -494,6 +495,7 @@ fn two_points(o: &mut Obj<'_>, r: &Record, name: &dyn Fn(PointId) -> String) {
                 sender_ttl: u.sender_ttl,
                 confident: u.confident(),
                 other_count: u.other_count,
+                unseen: u.unseen,
             };
             e.text_str("evidence", &ev.render(name));
             e.close();

@@ -19,13 +19,15 @@
 //! None of these reads a clock or does I/O: bytes and capture timestamps go in,
 //! verdict records come out, so a replay is deterministic. [`pipeline`] is the only
 //! module that starts threads; it moves packets from a reader to the workers over
-//! bounded lock-free rings and verdicts from the workers to one exporter.
+//! bounded lock-free rings and verdicts (and pairing notices) from the workers to
+//! one exporter.
 
 pub mod capture;
 pub mod clock;
 pub mod correlate;
 pub mod flow;
 pub mod json;
+mod outbox;
 pub mod pairing;
 pub mod pipeline;
 pub mod session;

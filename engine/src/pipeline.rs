@@ -18,6 +18,8 @@
 //! must give its frames back to the kernel at once, so its readers copy each TCP
 //! payload into the batch ([`Dispatcher::push_copy`], bounded by
 //! [`PipelineConfig::batch_bytes`]).
+//! With pairing on, each worker also tells the exporter's pairer of sessions still
+//! open, on a small notice ring of its own (see [`crate::pairing::Notice`]).
 //!
 //! Backpressure: [`Overflow::Wait`] (replay: a file can wait, and nothing may be
 //! lost) or [`Overflow::Drop`] (live capture: the wire cannot wait; every drop is
@@ -34,7 +36,8 @@ use crossbeam_utils::Backoff;
 use crate::capture::{CaptureError, CaptureReader, Frame};
 use crate::clock;
 use crate::flow::worker_for;
-use crate::pairing::{PairConfig, PairStats, Pairer};
+use crate::outbox::RingOutput;
+use crate::pairing::{Notice, PairConfig, PairStats, Pairer};
 use crate::session::PointId;
 use crate::stats::ReaderStats;
 use crate::time::{Nanos, Timestamp};
@@ -64,6 +67,8 @@ pub struct PipelineConfig {
     /// Records a worker can queue for the exporter. A record is about 8 KB (it
     /// carries each point's TLS facts): 1024 of them are 8 MiB per worker.
     pub record_ring: usize,
+    /// Pairing notices a worker can queue for the exporter (64 bytes each).
+    pub notice_ring: usize,
     /// Every this much capture time, every worker is told the time, so that idle
     /// workers expire their sessions too.
     pub tick: Nanos,
@@ -82,6 +87,25 @@ pub struct PipelineConfig {
     pub open_at_end: EndReason,
 }
 
+impl PipelineConfig {
+    /// The exporter's pairing settings: `pairing`, with the points and the
+    /// comparison of `worker`.
+    pub fn pair_config(&self) -> PairConfig {
+        PairConfig {
+            points: self.worker.points,
+            correlate: self.worker.correlate,
+            // A leg that went quiet has ended by then.
+            max_wait: Nanos(
+                self.worker
+                    .idle_timeout
+                    .0
+                    .saturating_add(self.worker.linger.0),
+            ),
+            ..self.pairing
+        }
+    }
+}
+
 /// The smallest non-zero [`PipelineConfig::batch_bytes`]: room for any frame.
 pub const MIN_BATCH_BYTES: usize = 65_536;
 
@@ -93,6 +117,7 @@ impl Default for PipelineConfig {
             batch: 256,
             batches_in_flight: 64,
             record_ring: 1024,
+            notice_ring: 1024,
             tick: Nanos::from_secs(1),
             overflow: Overflow::Wait,
             pairing: PairConfig::default(),
@@ -118,19 +143,19 @@ pub struct Batch {
 
 /// Sleeps progressively while a ring is empty or full.
 #[derive(Debug, Default)]
-struct Waiter {
+pub(crate) struct Waiter {
     backoff: Backoff,
 }
 
 impl Waiter {
-    fn wait(&mut self) {
+    pub(crate) fn wait(&mut self) {
         if self.backoff.is_completed() {
             thread::sleep(Duration::from_micros(50));
         } else {
             self.backoff.snooze();
         }
     }
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.backoff.reset();
     }
 }
@@ -298,6 +323,8 @@ pub fn build(cfg: &PipelineConfig) -> (Vec<Dispatcher>, Vec<WorkerLoop>) {
     let n = cfg.workers.max(1);
     let per_worker = WorkerConfig {
         max_sessions: cfg.worker.max_sessions.div_ceil(n),
+        // Turned off again in a worker whose notices nobody takes.
+        pair_notices: cfg.worker.points >= 2 && cfg.pairing.window > Nanos(0),
         ..cfg.worker
     };
     let in_flight = cfg.batches_in_flight.max(2);
@@ -316,15 +343,19 @@ pub fn build(cfg: &PipelineConfig) -> (Vec<Dispatcher>, Vec<WorkerLoop>) {
     let mut loops: Vec<WorkerLoop> = (0..n)
         .map(|_| {
             let (rec_tx, rec_rx) = rtrb::RingBuffer::<Record>::new(cfg.record_ring.max(1));
+            let (note_tx, note_rx) = rtrb::RingBuffer::<Notice>::new(cfg.notice_ring.max(1));
             WorkerLoop {
                 worker: Worker::new(per_worker),
                 inputs: Vec::with_capacity(cfg.readers.max(1)),
                 records: rec_tx,
                 records_rx: Some(rec_rx),
+                notices: note_tx,
+                notices_rx: Some(note_rx),
                 progress: Arc::new(AtomicU64::new(0)),
                 open_at_end: cfg.open_at_end,
                 copied: batch_bytes > 0,
                 record_waits: 0,
+                notices_lost: 0,
             }
         })
         .collect();
@@ -442,6 +473,9 @@ pub struct WorkerLoop {
     inputs: Vec<Input>,
     records: rtrb::Producer<Record>,
     records_rx: Option<rtrb::Consumer<Record>>,
+    notices: rtrb::Producer<Notice>,
+    /// Taken by [`WorkerLoop::take_notices`]; if not, the worker sends none.
+    notices_rx: Option<rtrb::Consumer<Notice>>,
     /// The worker's clock after each batch (`u64::MAX` once it has finished): every
     /// record it judged up to that time is already on its record ring. The exporter
     /// takes the minimum over workers as how far all of them have got.
@@ -450,6 +484,7 @@ pub struct WorkerLoop {
     /// Payloads come in the batches ([`Dispatcher::push_copy`]), not in `frames`.
     copied: bool,
     record_waits: u64,
+    notices_lost: u64,
 }
 
 impl std::fmt::Debug for WorkerLoop {
@@ -466,12 +501,21 @@ pub struct WorkerReport {
     pub stats: WorkerStats,
     /// Times the worker waited for the exporter.
     pub record_waits: u64,
+    /// Pairing notices that found the notice ring full.
+    pub notices_lost: u64,
 }
 
 impl WorkerLoop {
     /// The consumer end of this worker's record ring (take it before running).
     pub fn take_records(&mut self) -> rtrb::Consumer<Record> {
         self.records_rx.take().expect("records taken once")
+    }
+
+    /// The consumer end of this worker's notice ring (take it before running, and
+    /// give it to [`run_exporter_with`]; if it is not taken, the worker sends no
+    /// notices).
+    pub fn take_notices(&mut self) -> rtrb::Consumer<Notice> {
+        self.notices_rx.take().expect("notices taken once")
     }
 
     /// The worker's published clock (see [`run_exporter`]).
@@ -485,13 +529,18 @@ impl WorkerLoop {
     /// are followed without payload.
     pub fn run(mut self, frames: &[&[u8]]) -> WorkerReport {
         let mut waiter = Waiter::default();
+        let taken = self.notices_rx.is_none();
+        self.worker
+            .set_pair_notices(taken && self.worker.pair_notices());
         let Self {
             worker,
             inputs,
             records,
+            notices,
             open_at_end,
             copied,
             record_waits,
+            notices_lost,
             progress,
             ..
         } = &mut self;
@@ -499,19 +548,12 @@ impl WorkerLoop {
         // A verdict is never dropped, whatever the overflow policy: a worker whose
         // record ring is full waits for the exporter (with `Overflow::Drop` its
         // readers then drop packets, and count them).
-        let mut emit = |r: Record| {
-            let mut r = r;
-            let mut w = Waiter::default();
-            loop {
-                match records.push(r) {
-                    Ok(()) => return,
-                    Err(rtrb::PushError::Full(back)) => {
-                        *record_waits += 1;
-                        r = back;
-                        w.wait();
-                    }
-                }
-            }
+        let mut out = RingOutput {
+            records,
+            notices: taken.then_some(notices),
+            record_waits,
+            notices_lost,
+            lost: None,
         };
         // Packets of several readers are merged by time: a packet goes to the worker
         // only once no other reader can still send an older one (its next packet,
@@ -524,7 +566,7 @@ impl WorkerLoop {
             let Some(watermark) = inputs.iter().filter_map(Input::floor).min() else {
                 // Every reader has finished: the time is where the last one left it.
                 let end = inputs.iter().map(|i| i.clock).max();
-                worker.advance(end.unwrap_or(Timestamp::ZERO), &mut emit);
+                worker.advance_to(end.unwrap_or(Timestamp::ZERO), &mut out);
                 break;
             };
             let next = inputs
@@ -554,33 +596,42 @@ impl WorkerLoop {
                         if m.ts > bound {
                             break;
                         }
-                        worker.process(m, m.payload(bytes_of(m)), &mut emit);
+                        worker.process_to(m, m.payload(bytes_of(m)), &mut out);
                         input.pos += 1;
                         moved = true;
                     }
                 }
             }
-            worker.advance(
+            worker.advance_to(
                 inputs
                     .iter()
                     .filter_map(Input::floor)
                     .min()
                     .unwrap_or(watermark),
-                &mut emit,
+                &mut out,
             );
-            // After the records judged so far are on the ring.
-            progress.store(worker.now().0, Ordering::Release);
+            // After the records and notices judged so far are on the rings. While
+            // lost notices are not announced, no further than the first of them
+            // started: the pairer must not decide past it without knowing.
+            out.flush_lost();
+            let now = match out.lost {
+                Some((since, _)) => worker.now().min(since),
+                None => worker.now(),
+            };
+            progress.store(now.0, Ordering::Release);
             if moved {
                 waiter.reset();
             } else {
                 waiter.wait();
             }
         }
-        worker.finish_with(open_at_end, &mut emit);
+        worker.finish_to_with(open_at_end, &mut out);
+        out.flush_lost();
         progress.store(u64::MAX, Ordering::Release);
         WorkerReport {
             stats: self.worker.stats(),
             record_waits: self.record_waits,
+            notices_lost: self.notices_lost,
         }
     }
 }
@@ -589,7 +640,19 @@ impl WorkerLoop {
 /// stopped and its ring is empty. A sink error stops writing (the rest is counted
 /// as unwritten) but not draining, so workers never block on a dead sink.
 pub fn run_exporter<E>(
+    rings: Vec<rtrb::Consumer<Record>>,
+    progress: &[Arc<AtomicU64>],
+    pairing: PairConfig,
+    sink: impl FnMut(&Record) -> Result<(), E>,
+) -> ExportReport<E> {
+    run_exporter_with(rings, Vec::new(), progress, pairing, sink)
+}
+
+/// [`run_exporter`], with each worker's notice ring (`notices[i]` from worker
+/// `i`, as [`WorkerLoop::take_notices`] gives them) for the pairer.
+pub fn run_exporter_with<E>(
     mut rings: Vec<rtrb::Consumer<Record>>,
+    mut notices: Vec<rtrb::Consumer<Notice>>,
     progress: &[Arc<AtomicU64>],
     pairing: PairConfig,
     mut sink: impl FnMut(&Record) -> Result<(), E>,
@@ -625,15 +688,27 @@ pub fn run_exporter<E>(
             .map(|p| p.load(Ordering::Acquire))
             .min()
             .unwrap_or(u64::MAX);
-        for ring in rings.iter_mut() {
+        for (w, ring) in rings.iter_mut().enumerate() {
             // Check abandonment before draining: a worker that stopped after the
             // check still gets its last records drained on the next round.
             let abandoned = ring.is_abandoned();
-            while let Ok(r) = ring.pop() {
+            // A worker sends a session's notices before its record: the records
+            // counted now have all their notices on the notice ring already (the
+            // acquire load in `slots` pairs with the release store of the record's
+            // push, which follows the notice's), so they are taken first.
+            let ready = ring.slots();
+            if let Some(n) = notices.get_mut(w) {
+                while let Ok(x) = n.pop() {
+                    any = true;
+                    pairer.notice(&x);
+                }
+            }
+            for _ in 0..ready {
+                let Ok(r) = ring.pop() else { break };
                 any = true;
                 pairer.push(&r, &mut |r| write(r, &mut report));
             }
-            all_done &= abandoned;
+            all_done &= abandoned && ring.is_empty();
         }
         pairer.advance(Timestamp(watermark), &mut |r| write(r, &mut report));
         if all_done && !any {
@@ -678,6 +753,8 @@ pub struct ReplayReport<E> {
     pub points: Vec<ReaderStats>,
     pub workers: WorkerStats,
     pub record_waits: u64,
+    /// Pairing notices that found a worker's notice ring full.
+    pub notices_lost: u64,
     pub export: ExportReport<E>,
     /// Capture errors, by point: reading that point stopped there.
     pub errors: Vec<(usize, CaptureError)>,
@@ -704,12 +781,9 @@ pub fn replay<E: Send>(
     let (mut dispatchers, mut loops) = build(&PipelineConfig { readers: 1, ..*cfg });
     let mut dispatcher = dispatchers.pop().expect("one reader");
     let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
+    let notices: Vec<_> = loops.iter_mut().map(WorkerLoop::take_notices).collect();
     let clocks: Vec<_> = loops.iter().map(WorkerLoop::progress).collect();
-    let pairing = PairConfig {
-        points: cfg.worker.points,
-        correlate: cfg.worker.correlate,
-        ..cfg.pairing
-    };
+    let pairing = cfg.pair_config();
     let mut points = vec![ReaderStats::default(); sources.len()];
     let mut errors = Vec::new();
     let mut first_ts = None;
@@ -720,7 +794,9 @@ pub fn replay<E: Send>(
     thread::scope(|scope| {
         let exporter = thread::Builder::new()
             .name("tw-export".into())
-            .spawn_scoped(scope, move || run_exporter(rings, &clocks, pairing, sink))
+            .spawn_scoped(scope, move || {
+                run_exporter_with(rings, notices, &clocks, pairing, sink)
+            })
             .expect("spawn exporter thread");
         let workers: Vec<_> = loops
             .into_iter()
@@ -791,17 +867,19 @@ pub fn replay<E: Send>(
         }
 
         let mut workers_total = WorkerStats::default();
-        let mut record_waits = 0;
+        let (mut record_waits, mut notices_lost) = (0, 0);
         for w in workers {
             let r = w.join().expect("worker thread panicked");
             workers_total.add(&r.stats);
             record_waits += r.record_waits;
+            notices_lost += r.notices_lost;
         }
         let export = exporter.join().expect("exporter thread panicked");
         ReplayReport {
             points,
             workers: workers_total,
             record_waits,
+            notices_lost,
             export,
             errors,
             first_ts,

@@ -3,7 +3,7 @@
 //! direction, and when and how the session closed.
 
 use crate::flow::{FlowKey, Side};
-use crate::tcp::DirState;
+use crate::tcp::{DirState, SegEvent};
 use crate::time::Timestamp;
 use crate::tls::observe::FastWindow;
 use crate::wire::Packet;
@@ -104,6 +104,89 @@ impl PointState {
     }
 }
 
+/// The RSTs of one end at one point between its first and its last (which
+/// [`DirState`] keeps): the second and the third, in the order seen. With the first
+/// and the last, up to four RSTs per end and point are compared across points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MidRsts {
+    pub ev: [SegEvent; 2],
+    /// How many of `ev` are set.
+    pub n: u8,
+}
+
+impl MidRsts {
+    pub fn iter(&self) -> impl Iterator<Item = &SegEvent> {
+        self.ev[..usize::from(self.n).min(2)].iter()
+    }
+}
+
+/// A session's [`MidRsts`], per point and per [`Side`].
+pub type MidRstsOf = [[MidRsts; 2]; MAX_POINTS];
+
+/// The middle RSTs of a worker's sessions, for runs with several points: a bounded
+/// side table keyed by flow-table slot, so that [`PointState`] does not grow for
+/// what few sessions need (a session gets an entry at its third RST at one point).
+/// Reserved once; when full, further RSTs are not kept (counted).
+#[derive(Debug)]
+pub struct RstLog {
+    map: hashbrown::HashMap<u32, MidRstsOf, foldhash::fast::FixedState>,
+    cap: usize,
+    /// RSTs not kept: beyond four per end and point, or the log was full.
+    pub not_kept: u64,
+}
+
+impl RstLog {
+    /// A log for at most `cap` sessions at once.
+    pub fn new(cap: usize) -> RstLog {
+        let cap = cap.max(1);
+        RstLog {
+            map: hashbrown::HashMap::with_capacity_and_hasher(cap, Default::default()),
+            cap,
+            not_kept: 0,
+        }
+    }
+
+    /// `d` (what end `side` sent at `point` of the session in `slot`) is about to
+    /// record another RST: its last RST so far becomes a middle one; kept if it is
+    /// the second or the third.
+    pub fn before_rst(&mut self, slot: u32, point: usize, side: Side, d: &DirState) {
+        let Some(last) = d.last_rst() else {
+            return;
+        };
+        if d.rst_count > 3 || point >= MAX_POINTS {
+            self.not_kept += 1;
+            return;
+        }
+        let room = self.map.len() < self.cap;
+        let entry = match self.map.get_mut(&slot) {
+            Some(e) => e,
+            None if room => self.map.entry(slot).or_default(),
+            None => {
+                self.not_kept += 1;
+                return;
+            }
+        };
+        let m = &mut entry[point][side.index()];
+        if let Some(ev) = m.ev.get_mut(usize::from(m.n)) {
+            *ev = last;
+            m.n += 1;
+        } else {
+            self.not_kept += 1;
+        }
+    }
+
+    /// Takes the entry of the session in `slot` (when it ends).
+    pub fn take(&mut self, slot: u32) -> Option<MidRstsOf> {
+        if self.map.is_empty() {
+            return None;
+        }
+        self.map.remove(&slot)
+    }
+}
+
+// Kept once per session and point: the per-point state of the hot path.
+const _: () = assert!(std::mem::size_of::<PointState>() == 376);
+
 /// Which timer list a session is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TimerList {
@@ -113,6 +196,30 @@ pub enum TimerList {
     Idle,
     /// Closed: judged when the linger time after its last packet has passed.
     Linger,
+}
+
+/// What the exporter's pairer was told of a session while it was open (two points,
+/// pairing on; see [`crate::pairing::Notice`]). Ordered so that the states that
+/// still have something to tell compare greater than or equal to `Pending`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[repr(u8)]
+pub enum PairReport {
+    /// Nothing to tell: pairing off, or the session was seen at both compared points
+    /// (the same 5-tuple at both: nothing to pair), or at neither.
+    #[default]
+    Off,
+    /// Told, with its SNI (or with none: not TLS, or a ClientHello without one).
+    Sent,
+    /// Its notice did not fit in the ring: the pairer treats every session that may
+    /// have opened since as unknown, until this one's record arrives.
+    Lost,
+    /// Seen at the client-side point only, no payload yet: told at its first
+    /// payload (by then a session that crosses a transparent middlebox has been
+    /// seen at the server-side point too).
+    Pending,
+    /// Told without an SNI yet (its ClientHello was not complete): told again once
+    /// it is.
+    SniPending,
 }
 
 /// [`Session::tls`]: no payload seen yet.
@@ -138,6 +245,8 @@ pub struct Session {
     pub close: Option<(CloseKind, Timestamp)>,
     /// Bit `i` set: point `i` saw the session.
     pub points_seen: u8,
+    /// What the pairer was told of it while it was open.
+    pub pair: PairReport,
     /// Its TLS state in the worker's TLS slab: an index, or [`TLS_UNKNOWN`] (no
     /// payload yet) or [`TLS_NONE`] (the first payload was not TLS).
     pub tls: u32,
@@ -150,6 +259,9 @@ pub struct Session {
     pub(crate) next: u32,
 }
 
+// Kept once per session: a new field must fit in its padding.
+const _: () = assert!(std::mem::size_of::<Session>() == 112);
+
 impl Default for Session {
     fn default() -> Self {
         Session {
@@ -161,6 +273,7 @@ impl Default for Session {
             roles: RoleSource::Ports,
             close: None,
             points_seen: 0,
+            pair: PairReport::Off,
             tls: TLS_UNKNOWN,
             activity: Timestamp::ZERO,
             slot: NIL,
@@ -281,6 +394,37 @@ mod tests {
         assert_eq!(s.roles, RoleSource::Syn);
         s.learn_roles(client_side, &synack);
         assert_eq!(s.roles, RoleSource::Syn, "a SYN-ACK never overrides a SYN");
+    }
+
+    /// The second and third RST of an end are kept, later ones and those of a
+    /// session with no room are counted.
+    #[test]
+    fn test_rst_log_keeps_middle_rsts_bounded() {
+        let mut log = RstLog::new(1);
+        let five_rsts = |log: &mut RstLog, slot: u32, point: usize, side: Side| {
+            let mut d = DirState::default();
+            for (i, seq) in [10u32, 20, 30, 40, 50].into_iter().enumerate() {
+                let rst = Packet {
+                    seq,
+                    flags: TcpFlags(TcpFlags::RST),
+                    ..Packet::default()
+                };
+                log.before_rst(slot, point, side, &d);
+                d.on_send(Timestamp(i as u64), &rst, true);
+            }
+            d
+        };
+        let d = five_rsts(&mut log, 7, 1, Side::Hi);
+        assert_eq!(log.not_kept, 1, "the 4th");
+        // Another session: no room for its 2nd and 3rd, and the 4th is beyond.
+        five_rsts(&mut log, 8, 0, Side::Lo);
+        assert_eq!(log.not_kept, 1 + 3);
+        let e = log.take(7).expect("an entry for slot 7");
+        let seqs: Vec<u32> = e[1][Side::Hi.index()].iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [20, 30]);
+        assert_eq!((d.rst().unwrap().seq, d.last_rst().unwrap().seq), (10, 50));
+        assert_eq!(log.take(7), None);
+        assert_eq!(log.take(8), None);
     }
 
     #[test]

@@ -263,6 +263,8 @@ pub enum Evidence {
         confident: bool,
         /// Such segments the other point saw from the same sender, at other times.
         other_count: u16,
+        /// The other point saw nothing of the session ([`crate::correlate::Unmatched::unseen`]).
+        unseen: bool,
     },
     /// Two points: the TLS sessions at the two points are not the same one.
     Intercepted {
@@ -457,7 +459,7 @@ impl Evidence {
                 point(p),
                 from.as_str()
             ),
-            Evidence::Tampered { point: p, other, toward, tamper, rst, ttl, sender_ttl, confident, other_count } => {
+            Evidence::Tampered { point: p, other, toward, tamper, rst, ttl, sender_ttl, confident, other_count, unseen } => {
                 let what = if rst { "RST" } else { "FIN" };
                 let sender = match toward {
                     Role::Client => "server",
@@ -473,9 +475,24 @@ impl Evidence {
                 } else {
                     format!(" (or its copy was lost at {}'s capture)", point(other))
                 };
+                let ttls = if sender_ttl == 0 {
+                    format!("TTL {ttl}")
+                } else {
+                    format!("TTL {ttl}, the {sender}'s packets came with {sender_ttl}")
+                };
+                if unseen {
+                    return format!(
+                        "{}: {what} toward the {} ({ttls}) never seen at {}: {} saw nothing of this session and no proxy connection for it; sent by the middlebox in the {sender}'s name, unless {}'s capture missed the session",
+                        point(p),
+                        toward.as_str(),
+                        point(other),
+                        point(other),
+                        point(other)
+                    );
+                }
                 match tamper {
                     Tamper::Forged => format!(
-                        "{}: {what} toward the {} (TTL {ttl}, the {sender}'s packets came with {sender_ttl}) never seen at {}{elsewhere}: sent by the middlebox in the {sender}'s name{unsure}",
+                        "{}: {what} toward the {} ({ttls}) never seen at {}{elsewhere}: sent by the middlebox in the {sender}'s name{unsure}",
                         point(p),
                         toward.as_str(),
                         point(other)
@@ -1006,6 +1023,7 @@ pub fn apply_comparison(
             sender_ttl: u.sender_ttl,
             confident: u.confident(),
             other_count: u.other_count,
+            unseen: u.unseen,
         });
     }
     if cmp.interception.any() {

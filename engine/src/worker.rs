@@ -19,8 +19,10 @@ use std::hash::{BuildHasher, Hasher};
 
 use crate::correlate::{self, Comparison, CorrelateConfig};
 use crate::flow::{FlowKey, Side};
+use crate::pairing::{sni_hash, Notice, Opened, Sni};
 use crate::session::{
-    CloseKind, PointId, PointState, Role, Session, MAX_POINTS, TLS_NONE, TLS_UNKNOWN,
+    CloseKind, PairReport, PointId, PointState, Role, RstLog, Session, MAX_POINTS, TLS_NONE,
+    TLS_UNKNOWN,
 };
 use crate::table::FlowTable;
 use crate::time::{Nanos, Timestamp};
@@ -98,6 +100,9 @@ pub struct WorkerConfig {
     pub tls: TlsConfig,
     /// How the points of a two-point run are compared.
     pub correlate: CorrelateConfig,
+    /// Tell the pairer of sessions open at one compared point only
+    /// ([`Output::notice`]; two points, pairing on).
+    pub pair_notices: bool,
 }
 
 impl Default for WorkerConfig {
@@ -110,7 +115,29 @@ impl Default for WorkerConfig {
             syn_grace: Nanos::from_secs(3),
             tls: TlsConfig::default(),
             correlate: CorrelateConfig::default(),
+            pair_notices: false,
         }
+    }
+}
+
+/// Where a worker's output goes: one record per ended session, and notices of
+/// sessions still open for the exporter's pairer ([`crate::pairing`]).
+pub trait Output {
+    fn record(&mut self, r: Record);
+    /// Takes a notice; `false` if there was no room (the worker then marks the
+    /// session [`PairReport::Lost`]).
+    fn notice(&mut self, n: &Notice) -> bool;
+}
+
+/// Records to a closure; notices are not taken.
+struct Records<F>(F);
+
+impl<F: FnMut(Record)> Output for Records<F> {
+    fn record(&mut self, r: Record) {
+        (self.0)(r)
+    }
+    fn notice(&mut self, _: &Notice) -> bool {
+        false
     }
 }
 
@@ -128,6 +155,9 @@ pub struct WorkerStats {
     pub time_went_back: u64,
     /// Most sessions held at once (summed over workers: the sum of their peaks).
     pub peak_sessions: u64,
+    /// With several points: RSTs not compared across points (beyond four per end
+    /// and point, or no room in the worker's [`RstLog`]).
+    pub rsts_not_compared: u64,
     pub tls: TlsStats,
 }
 
@@ -145,6 +175,7 @@ impl WorkerStats {
         self.linger_cut += o.linger_cut;
         self.time_went_back += o.time_went_back;
         self.peak_sessions += o.peak_sessions;
+        self.rsts_not_compared += o.rsts_not_compared;
         self.tls.add(&o.tls);
     }
     pub fn evicted(&self) -> u64 {
@@ -161,6 +192,10 @@ pub struct Worker {
     now: Timestamp,
     stats: WorkerStats,
     tls: TlsTable,
+    /// With several points: the RSTs between each end's first and last.
+    rsts: Option<RstLog>,
+    /// With pairing notices on: the client-side and the server-side point.
+    pair_points: Option<(PointId, PointId)>,
 }
 
 const SESSION_ID_STATE: foldhash::fast::FixedState =
@@ -179,12 +214,31 @@ impl Worker {
             now: Timestamp::ZERO,
             stats: WorkerStats::default(),
             tls: TlsTable::new(cfg.tls, cfg.max_sessions, points),
+            // Sessions with three RSTs or more at a point are few: room for 1 in 64.
+            rsts: (points > 1).then(|| RstLog::new((cfg.max_sessions / 64).max(64))),
+            pair_points: cfg
+                .pair_notices
+                .then(|| cfg.correlate.points(points))
+                .flatten(),
         }
+    }
+
+    /// Whether it sends pairing notices.
+    pub fn pair_notices(&self) -> bool {
+        self.pair_points.is_some()
+    }
+
+    /// Turns the pairing notices off (nobody takes them) or on.
+    pub fn set_pair_notices(&mut self, on: bool) {
+        self.pair_points = on
+            .then(|| self.cfg.correlate.points(self.cfg.points))
+            .flatten();
     }
 
     pub fn stats(&self) -> WorkerStats {
         WorkerStats {
             tls: self.tls.stats,
+            rsts_not_compared: self.rsts.as_ref().map_or(0, |l| l.not_kept),
             ..self.stats
         }
     }
@@ -201,7 +255,12 @@ impl Worker {
     /// Follows one packet, whose captured TCP payload is `payload`; emits the
     /// records of sessions that end on the way.
     pub fn process(&mut self, m: &PacketMeta, payload: &[u8], out: &mut impl FnMut(Record)) {
-        self.advance(m.ts, out);
+        self.process_to(m, payload, &mut Records(out));
+    }
+
+    /// [`Worker::process`], with notices for pairing ([`WorkerConfig::pair_notices`]).
+    pub fn process_to(&mut self, m: &PacketMeta, payload: &[u8], out: &mut impl Output) {
+        self.advance_to(m.ts, out);
         if m.ts < self.now {
             self.stats.time_went_back += 1;
         }
@@ -236,6 +295,11 @@ impl Worker {
         s.last_ts = s.last_ts.max(m.ts);
         s.points_seen |= 1 << point;
         let pt = &mut pts[point];
+        if m.pkt.flags.rst() {
+            if let Some(log) = &mut self.rsts {
+                log.before_rst(slot, point, m.side, &pt.dirs[m.side.index()]);
+            }
+        }
         if pt.on_packet(m.ts, m.side, &m.pkt) {
             self.stats.retransmissions += 1;
         }
@@ -250,6 +314,9 @@ impl Worker {
                 let fast_path = self.cfg.tls.fast_path;
                 tls_segment(&mut self.tls, fast_path, s, pt, point, m, payload);
             }
+        }
+        if s.pair >= PairReport::Pending && m.pkt.payload_len > 0 {
+            pair_report(&mut self.tls, self.pair_points, s, out);
         }
         if s.close.is_none() {
             let close = if m.pkt.flags.rst() {
@@ -272,6 +339,11 @@ impl Worker {
     /// or linger time has passed. The pipeline calls this for idle workers too, so
     /// that their sessions expire while other workers are busy.
     pub fn advance(&mut self, now: Timestamp, out: &mut impl FnMut(Record)) {
+        self.advance_to(now, &mut Records(out));
+    }
+
+    /// [`Worker::advance`], with notices for pairing.
+    pub fn advance_to(&mut self, now: Timestamp, out: &mut impl Output) {
         if now <= self.now {
             return;
         }
@@ -301,13 +373,18 @@ impl Worker {
 
     /// End of input: judges every session still in the table.
     pub fn finish(&mut self, out: &mut impl FnMut(Record)) {
-        self.finish_with(EndReason::EndOfInput, out);
+        self.finish_to(&mut Records(out));
+    }
+
+    /// [`Worker::finish`], with notices for pairing.
+    pub fn finish_to(&mut self, out: &mut impl Output) {
+        self.finish_to_with(EndReason::EndOfInput, out);
     }
 
     /// End of input (`open` = [`EndReason::EndOfInput`]) or of a live capture
     /// (`open` = [`EndReason::Shutdown`]): judges every session still in the table;
     /// one still open is reported with `open`.
-    pub fn finish_with(&mut self, open: EndReason, out: &mut impl FnMut(Record)) {
+    pub fn finish_to_with(&mut self, open: EndReason, out: &mut impl Output) {
         while let Some(slot) = self.table.any() {
             let end = match self.table.session(slot).close {
                 Some(_) => self.close_reason(slot),
@@ -348,7 +425,7 @@ impl Worker {
         }
     }
 
-    fn open(&mut self, m: &PacketMeta, out: &mut impl FnMut(Record)) -> u32 {
+    fn open(&mut self, m: &PacketMeta, out: &mut impl Output) -> u32 {
         if self.table.is_full() {
             if let Some(victim) = self.table.eviction_victim() {
                 let end = if self.table.session(victim).close.is_some() {
@@ -370,10 +447,24 @@ impl Worker {
             .insert(s, self.now)
             .expect("a slot was just freed");
         self.stats.peak_sessions = self.stats.peak_sessions.max(self.table.len() as u64);
+        if let Some((cp, sp)) = self.pair_points {
+            // At the client-side point: told at its first payload, unless seen at the
+            // server-side point by then. At the server-side point: now (a proxy's
+            // leg; a session crossing a transparent middlebox is seen at the
+            // client side first).
+            let (s, _) = self.table.get_mut(slot);
+            if m.point == cp {
+                s.pair = PairReport::Pending;
+            } else if m.point == sp {
+                s.pair = PairReport::Pending;
+                s.points_seen |= 1 << sp.0;
+                pair_report(&mut self.tls, self.pair_points, s, out);
+            }
+        }
         slot
     }
 
-    fn end(&mut self, slot: u32, end: EndReason, out: &mut impl FnMut(Record)) {
+    fn end(&mut self, slot: u32, end: EndReason, out: &mut impl Output) {
         let s = *self.table.session(slot);
         let pts = self.table.points(slot);
         let (mut verdict, mut evidence) = classify(&s, pts, end, self.now, &self.classify);
@@ -397,8 +488,10 @@ impl Worker {
                 | EndReason::PortReused
         );
         let (v, e, pan) = classify_tls(&s, pts, &mut tls[..ntls], by_capture, verdict, &evidence);
+        let mids = self.rsts.as_mut().and_then(|l| l.take(slot));
         let compare = if pts.len() > 1 {
-            correlate::compare(&s, pts, &tls[..ntls], &self.cfg.correlate)
+            let mids = mids.as_ref().map_or(&[][..], |m| &m[..pts.len()]);
+            correlate::compare(&s, pts, mids, &tls[..ntls], &self.cfg.correlate)
         } else {
             Comparison::default()
         };
@@ -413,13 +506,8 @@ impl Worker {
         }
         add_suspects(&mut e, &suspect);
         (verdict, evidence) = (v, e);
-        let mut h = SESSION_ID_STATE.build_hasher();
-        h.write(&s.key.lo.addr);
-        h.write(&s.key.hi.addr);
-        h.write_u32(u32::from(s.key.lo.port) << 16 | u32::from(s.key.hi.port));
-        h.write_u64(s.first_ts.0);
         let record = Record {
-            session_id: h.finish(),
+            session_id: session_id(&s),
             key: s.key,
             session: s,
             end,
@@ -437,7 +525,79 @@ impl Worker {
         self.stats.verdicts[verdict.index()] += 1;
         self.stats.end_reasons[end.index()] += 1;
         self.table.remove(slot);
-        out(record);
+        out.record(record);
+    }
+}
+
+/// A session's `session_id`: a hash of its key and its start.
+fn session_id(s: &Session) -> u64 {
+    let mut h = SESSION_ID_STATE.build_hasher();
+    h.write(&s.key.lo.addr);
+    h.write(&s.key.hi.addr);
+    h.write_u32(u32::from(s.key.lo.port) << 16 | u32::from(s.key.hi.port));
+    h.write_u64(s.first_ts.0);
+    h.finish()
+}
+
+/// Tells the pairer of session `s`, open at one of `points` (client side, server
+/// side) only, what it needs (see [`PairReport`]): that it is open, where, to
+/// which server, since when, with which SNI; then its SNI once its ClientHello is
+/// read. A session seen at both points by then needs nothing. Out of line: called
+/// once or twice per session.
+#[inline(never)]
+fn pair_report(
+    tls: &mut TlsTable,
+    points: Option<(PointId, PointId)>,
+    s: &mut Session,
+    out: &mut impl Output,
+) {
+    let Some((cp, sp)) = points else {
+        s.pair = PairReport::Off;
+        return;
+    };
+    let seen = |p: PointId| s.points_seen & (1 << p.0) != 0;
+    let at = match (seen(cp), seen(sp)) {
+        (true, false) => cp,
+        (false, true) => sp,
+        _ => {
+            s.pair = PairReport::Off;
+            return;
+        }
+    };
+    let sni = match s.tls {
+        TLS_NONE => Sni::None,
+        TLS_UNKNOWN => Sni::NotYet,
+        i => match tls.point(i, usize::from(at.0)).facts.client_hello {
+            Some(ch) => ch
+                .sni
+                .map_or(Sni::None, |n| Sni::Hash(sni_hash(n.as_bytes()))),
+            None => Sni::NotYet,
+        },
+    };
+    let session_id = session_id(s);
+    match s.pair {
+        PairReport::Pending => {
+            let n = Notice::Opened(Opened {
+                session_id,
+                point: at,
+                server: s.key.endpoint(s.side_of(Role::Server)),
+                sni,
+                first: s.first_ts,
+            });
+            s.pair = if !out.notice(&n) {
+                PairReport::Lost
+            } else if sni == Sni::NotYet {
+                PairReport::SniPending
+            } else {
+                PairReport::Sent
+            };
+        }
+        PairReport::SniPending if sni != Sni::NotYet => {
+            // Lost, the pairer keeps "not yet": a possible candidate for any SNI.
+            out.notice(&Notice::Sni { session_id, sni });
+            s.pair = PairReport::Sent;
+        }
+        _ => {}
     }
 }
 

@@ -8,7 +8,7 @@ use engine::session::{PointId, Role};
 use engine::time::{Nanos, Timestamp};
 use engine::verdict::{PanReason, Record, Verdict};
 use engine::wire::{Packet, TcpFlags};
-use engine::worker::{PacketMeta, Worker, WorkerConfig};
+use engine::worker::{PacketMeta, Worker, WorkerConfig, WorkerStats};
 
 const INSIDE: PointId = PointId(0);
 const OUTSIDE: PointId = PointId(1);
@@ -84,6 +84,10 @@ fn opening() -> Vec<P> {
 }
 
 fn run(packets: &[P], cfg: CorrelateConfig) -> Vec<Record> {
+    run_stats(packets, cfg).0
+}
+
+fn run_stats(packets: &[P], cfg: CorrelateConfig) -> (Vec<Record>, WorkerStats) {
     let mut w = Worker::new(WorkerConfig {
         points: 2,
         correlate: cfg,
@@ -114,7 +118,7 @@ fn run(packets: &[P], cfg: CorrelateConfig) -> Vec<Record> {
         w.process(&m, &[], &mut |r| out.push(r));
     }
     w.finish(&mut |r| out.push(r));
-    out
+    (out, w.stats())
 }
 
 fn one(packets: &[P]) -> Record {
@@ -409,4 +413,65 @@ fn an_rst_forged_beyond_both_points_is_still_a_suspect() {
     assert_eq!(r.compare.unmatched().count(), 0, "seen at both points");
     let s = r.suspect.iter().flatten().next().expect("suspect");
     assert_eq!((s.point, s.signs), (OUTSIDE, sign::TTL));
+}
+
+// Several RSTs from one end: every one is looked for at the other point, not only
+// the first and the last.
+
+#[test]
+fn a_middle_rst_is_a_copy_of_the_other_points_last() {
+    let mut v = opening();
+    // The server answers four late client segments with an RST each, 100 ms apart
+    // (its own, at SND.NXT, stepping with nothing): the middlebox passes the first
+    // three; the outside capture has all four, the inside one only those three.
+    for (k, ms) in [50u64, 150, 250, 350].into_iter().enumerate() {
+        v.push(p(OUTSIDE, ms, false, RST, 5301, 0, 0));
+        if k < 3 {
+            v.push(p(INSIDE, ms + 1, false, RST, 5301, 0, 0));
+        }
+    }
+    let r = one(&v);
+    let u: Vec<_> = r.compare.unmatched().copied().collect();
+    // Only the fourth is missing inside. The inside's last (251) is the copy of the
+    // outside's third, which is neither its first nor its last.
+    assert_eq!(u.len(), 1, "{u:#?}");
+    assert_eq!(
+        (u[0].point, u[0].seg.ts.0 % 1_000_000_000 / MS),
+        (OUTSIDE, 350)
+    );
+    assert_eq!(u[0].tamper, Tamper::Absorbed);
+}
+
+#[test]
+fn a_forged_rst_between_real_ones_is_found() {
+    let mut v = opening();
+    // Real RSTs from the server cross the middlebox at 50 and 250 ms; between them,
+    // the middlebox forges one of its own toward the client (TTL 64).
+    v.push(p(OUTSIDE, 50, false, RST, 5301, 0, 0));
+    v.push(p(INSIDE, 51, false, RST, 5301, 0, 0));
+    let mut forged = p(INSIDE, 150, false, RST, 5301, 0, 0);
+    forged.ttl = 64;
+    v.push(forged);
+    v.push(p(OUTSIDE, 250, false, RST, 5301, 0, 0));
+    v.push(p(INSIDE, 251, false, RST, 5301, 0, 0));
+    let r = one(&v);
+    let u: Vec<_> = r.compare.unmatched().copied().collect();
+    assert_eq!(u.len(), 1, "{u:#?}");
+    assert_eq!((u[0].point, u[0].tamper), (INSIDE, Tamper::Forged));
+    assert_eq!(u[0].seg.ttl, 64);
+    assert_eq!(r.verdict, Verdict::ResetByServer, "a real RST ended it");
+}
+
+#[test]
+fn rsts_beyond_four_per_end_and_point_are_counted_not_compared() {
+    let mut v = opening();
+    // Six RSTs at both points: the first three and the last are compared; the 4th
+    // and 5th are not kept (counted, at each point), and nothing is unmatched.
+    for ms in [50u64, 150, 250, 350, 450, 550] {
+        v.push(p(OUTSIDE, ms, false, RST, 5301, 0, 0));
+        v.push(p(INSIDE, ms + 1, false, RST, 5301, 0, 0));
+    }
+    let (r, stats) = run_stats(&v, CorrelateConfig::default());
+    assert_eq!(r[0].compare.unmatched().count(), 0);
+    assert_eq!(stats.rsts_not_compared, 4);
 }

@@ -211,14 +211,11 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     let first_ts = clock.now();
     let (dispatchers, mut loops) = pipeline::build(&cfg);
     let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
+    let notices: Vec<_> = loops.iter_mut().map(WorkerLoop::take_notices).collect();
     let clocks: Vec<_> = loops.iter().map(WorkerLoop::progress).collect();
-    let pairing = engine::pairing::PairConfig {
-        points: cfg.worker.points,
-        correlate: cfg.worker.correlate,
-        ..cfg.pairing
-    };
+    let pairing = cfg.pair_config();
     let capture_stop = AtomicBool::new(false);
-    let (returned, workers, record_waits, export) = thread::scope(|scope| {
+    let (returned, workers, record_waits, notices_lost, export) = thread::scope(|scope| {
         let exporter = thread::Builder::new()
             .name("tw-export".into())
             .spawn_scoped(scope, {
@@ -226,7 +223,7 @@ pub fn run(args: LiveArgs) -> Result<i32> {
                 let names = &names;
                 move || {
                     let mut line = Vec::with_capacity(4096);
-                    pipeline::run_exporter(rings, &clocks, pairing, |r| {
+                    pipeline::run_exporter_with(rings, notices, &clocks, pairing, |r| {
                         line.clear();
                         engine::json::record_to(&mut line, r, names);
                         out.write_all(&line)?;
@@ -279,14 +276,15 @@ pub fn run(args: LiveArgs) -> Result<i32> {
             .map(|c| c.join().expect("capture thread panicked"))
             .collect();
         let mut total = WorkerStats::default();
-        let mut waits = 0;
+        let (mut waits, mut notices_lost) = (0, 0);
         for w in workers {
             let r = w.join().expect("worker thread panicked");
             total.add(&r.stats);
             waits += r.record_waits;
+            notices_lost += r.notices_lost;
         }
         let export: ExportReport<io::Error> = exporter.join().expect("exporter thread panicked");
-        (returned, total, waits, export)
+        (returned, total, waits, notices_lost, export)
     });
     let elapsed = started.elapsed();
     let last_ts = clock.now();
@@ -336,6 +334,7 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         points,
         workers,
         record_waits,
+        notices_lost,
         export,
         errors: Vec::new(),
         first_ts: Some(first_ts),
