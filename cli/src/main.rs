@@ -571,27 +571,38 @@ fn replay(args: ReplayArgs) -> Result<i32> {
     if let Some(path) = &an.stats {
         summary.write_json(path)?;
     }
-    if let Some(e) = report
-        .export
+    output_result(&report.export, flushed, an.quiet)?;
+    Ok(if report.errors.is_empty() { 0 } else { 1 })
+}
+
+/// How writing the verdicts went: an error unless every verdict was written or the
+/// reader went away (`| head`: as for any Unix filter, not an error).
+fn output_result(
+    export: &pipeline::ExportReport<io::Error>,
+    flushed: io::Result<()>,
+    quiet: bool,
+) -> Result<()> {
+    let Some(e) = export
         .error
         .as_ref()
         .map(|e| e.kind())
         .or(flushed.err().map(|e| e.kind()))
-    {
-        if e == io::ErrorKind::BrokenPipe {
-            // The reader went away (`| head`): as for any Unix filter, not an error;
-            // but the summary counted verdicts the reader never took.
-            if !an.quiet {
-                eprintln!("tapwatch: the output was closed early (broken pipe): not every verdict was delivered");
-            }
-            return Ok(0);
+    else {
+        return Ok(());
+    };
+    if e == io::ErrorKind::BrokenPipe {
+        // The summary counted verdicts the reader never took.
+        if !quiet {
+            eprintln!(
+                "tapwatch: the output was closed early (broken pipe): not every verdict was delivered"
+            );
         }
-        bail!(
-            "writing verdicts failed: {e}; {} verdict(s) not written",
-            report.export.unwritten.max(1)
-        );
+        return Ok(());
     }
-    Ok(if report.errors.is_empty() { 0 } else { 1 })
+    bail!(
+        "writing verdicts failed: {e}; {} verdict(s) not written",
+        export.unwritten.max(1)
+    );
 }
 
 fn read(args: ReadArgs) -> Result<i32> {

@@ -200,20 +200,6 @@ impl Summary {
 
     fn print_inner(&self, out: &mut impl Write) -> io::Result<()> {
         let j = &self.json;
-        let nonzero = |m: &Value| -> String {
-            let parts: Vec<String> = m
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            if parts.is_empty() {
-                "none".into()
-            } else {
-                parts.join(", ")
-            }
-        };
         writeln!(
             out,
             "tapwatch: {} frames ({} TCP) in {:.3} s: {:.2} Mpps with {} worker(s)",
@@ -294,6 +280,22 @@ impl Summary {
                 String::new()
             }
         )
+    }
+}
+
+/// The non-zero counters of a JSON object as `name count, ...` (or `none`).
+pub fn nonzero(m: &Value) -> String {
+    let parts: Vec<String> = m
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
     }
 }
 

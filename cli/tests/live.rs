@@ -447,6 +447,25 @@ fn cert(lab: &Lab) -> (String, String) {
     (key.to_str().unwrap().into(), crt.to_str().unwrap().into())
 }
 
+/// An HTTP server on port 8080 and a TLS server (openssl s_server, a fresh
+/// self-signed certificate) on 4433 at `addr` in `ns`, given time to listen.
+fn servers(lab: &mut Lab, ns: &str, addr: &str) {
+    let (key, crt) = cert(lab);
+    lab.spawn(
+        ns,
+        &["python3", "-m", "http.server", "8080", "--bind", addr],
+        "http.err",
+    );
+    lab.spawn(
+        ns,
+        &[
+            "openssl", "s_server", "-accept", "4433", "-cert", &crt, "-key", &key, "-www",
+        ],
+        "tls.err",
+    );
+    std::thread::sleep(Duration::from_millis(700));
+}
+
 /// Real TCP and TLS exchanges between the namespaces, and every shipped TLS capture
 /// replayed onto the mirror port with tcpreplay.
 fn one_interface(queues: u32, net: u8, extra: &[&str]) {
@@ -462,21 +481,8 @@ fn one_interface(queues: u32, net: u8, extra: &[&str]) {
     // In generic mode they would reach the XDP program whole, be too long for a
     // UMEM frame and be dropped, counted: docs/live.md, "Limits".)
     lab.exec(&s, &["ethtool", "-K", "m0", "tso", "off", "gso", "off"]);
-    let (key, crt) = cert(&lab);
     let server = format!("198.18.{net}.2");
-    lab.spawn(
-        &s,
-        &["python3", "-m", "http.server", "8080", "--bind", &server],
-        "http.err",
-    );
-    lab.spawn(
-        &s,
-        &[
-            "openssl", "s_server", "-accept", "4433", "-cert", &crt, "-key", &key, "-www",
-        ],
-        "tls.err",
-    );
-    std::thread::sleep(Duration::from_millis(700));
+    servers(&mut lab, &s, &server);
     let (tw, dumps) = start_capture(&mut lab, &s, &[("tap", "m")], extra);
 
     for i in 0..3 {
@@ -638,27 +644,7 @@ fn live_two_interfaces_as_two_points() {
     );
     lab.span(&f, "fi", "mi", 1);
     lab.span(&f, "fo", "mo", 1);
-    let (key, crt) = cert(&lab);
-    lab.spawn(
-        &s,
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            "198.18.23.1",
-        ],
-        "http.err",
-    );
-    lab.spawn(
-        &s,
-        &[
-            "openssl", "s_server", "-accept", "4433", "-cert", &crt, "-key", &key, "-www",
-        ],
-        "tls.err",
-    );
-    std::thread::sleep(Duration::from_millis(700));
+    servers(&mut lab, &s, "198.18.23.1");
     let points = [("inside", "mi"), ("outside", "mo")];
     let (tw, dumps) = start_capture(&mut lab, &f, &points, &[]);
     client(

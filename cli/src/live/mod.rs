@@ -371,21 +371,7 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     if let Some(path) = &an.stats {
         summary.write_json(path)?;
     }
-    if let Some(e) = report
-        .export
-        .error
-        .as_ref()
-        .map(|e| e.kind())
-        .or(flushed.err().map(|e| e.kind()))
-    {
-        if e == io::ErrorKind::BrokenPipe {
-            return Ok(0);
-        }
-        bail!(
-            "writing verdicts failed: {e}; {} verdict(s) not written",
-            report.export.unwritten.max(1)
-        );
-    }
+    crate::output_result(&report.export, flushed, an.quiet)?;
     Ok(0)
 }
 
@@ -411,20 +397,7 @@ fn xdp_json(prog: &XdpProgram, point: &str) -> Value {
 /// The live part of the summary, a line per interface and per socket.
 fn print_live(out: &mut impl Write, live: Option<&Value>) {
     let Some(live) = live else { return };
-    let nonzero = |m: &Value| -> String {
-        let parts: Vec<String> = m
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        if parts.is_empty() {
-            "none".into()
-        } else {
-            parts.join(", ")
-        }
-    };
+    let nonzero = summary::nonzero;
     for x in live["xdp"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
