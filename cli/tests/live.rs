@@ -539,6 +539,9 @@ fn one_interface(queues: u32, net: u8, extra: &[&str]) {
     let replay: Vec<&str> = replay.iter().map(String::as_str).collect();
     lab.exec(&s, &replay);
 
+    // Verdicts reach the output while the capture runs (the sessions closed by a
+    // FIN are judged after the 2 s linger), not only at the stop.
+    lab.wait_for("live.jsonl", "\"verdict\"");
     // SIGUSR1: the counters so far, and the capture goes on.
     // SAFETY: kill() with the pid of our own child, still running.
     unsafe {

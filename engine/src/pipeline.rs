@@ -651,11 +651,26 @@ pub fn run_exporter<E>(
 /// [`run_exporter`], with each worker's notice ring (`notices[i]` from worker
 /// `i`, as [`WorkerLoop::take_notices`] gives them) for the pairer.
 pub fn run_exporter_with<E>(
+    rings: Vec<rtrb::Consumer<Record>>,
+    notices: Vec<rtrb::Consumer<Notice>>,
+    progress: &[Arc<AtomicU64>],
+    pairing: PairConfig,
+    sink: impl FnMut(&Record) -> Result<(), E>,
+) -> ExportReport<E> {
+    run_exporter_idle(rings, notices, progress, pairing, sink, || Ok(()))
+}
+
+/// [`run_exporter_with`], calling `idle` whenever the rings are drained and the
+/// exporter is about to wait (a live sink flushes its buffer there: a verdict is
+/// delivered as soon as nothing follows it, without a write per verdict). An
+/// `idle` error counts as a sink error.
+pub fn run_exporter_idle<E>(
     mut rings: Vec<rtrb::Consumer<Record>>,
     mut notices: Vec<rtrb::Consumer<Notice>>,
     progress: &[Arc<AtomicU64>],
     pairing: PairConfig,
     mut sink: impl FnMut(&Record) -> Result<(), E>,
+    mut idle: impl FnMut() -> Result<(), E>,
 ) -> ExportReport<E> {
     let mut report = ExportReport {
         written: 0,
@@ -678,6 +693,7 @@ pub fn run_exporter_with<E>(
         }
     };
     let mut waiter = Waiter::default();
+    let mut wrote_since_idle = false;
     loop {
         let mut any = false;
         let mut all_done = true;
@@ -718,7 +734,14 @@ pub fn run_exporter_with<E>(
         }
         if any {
             waiter.reset();
+            wrote_since_idle = true;
         } else {
+            if wrote_since_idle && report.error.is_none() {
+                if let Err(e) = idle() {
+                    report.error = Some(e);
+                }
+                wrote_since_idle = false;
+            }
             waiter.wait();
         }
     }

@@ -219,17 +219,24 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         let exporter = thread::Builder::new()
             .name("tw-export".into())
             .spawn_scoped(scope, {
-                let out = &mut out;
+                let out = std::cell::RefCell::new(&mut out);
                 let names = &names;
                 move || {
                     let mut line = Vec::with_capacity(4096);
-                    pipeline::run_exporter_with(rings, notices, &clocks, pairing, |r| {
-                        line.clear();
-                        engine::json::record_to(&mut line, r, names);
-                        out.write_all(&line)?;
-                        // Live verdicts are read as they come: hand each burst on.
-                        out.flush()
-                    })
+                    pipeline::run_exporter_idle(
+                        rings,
+                        notices,
+                        &clocks,
+                        pairing,
+                        |r| {
+                            line.clear();
+                            engine::json::record_to(&mut line, r, names);
+                            out.borrow_mut().write_all(&line)
+                        },
+                        // Live verdicts are read as they come: each burst is handed
+                        // on as soon as nothing follows it.
+                        || out.borrow_mut().flush(),
+                    )
                 }
             })
             .expect("spawn exporter thread");
