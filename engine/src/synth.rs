@@ -117,6 +117,14 @@ pub struct SynthSummary {
     pub handshake_failure: u64,
     /// TLS: the ClientHello was ACKed, never answered; the client left (FIN or RST).
     pub no_server_hello: u64,
+    /// TLS handshake messages and plaintext alert records written whole (what a
+    /// dissector should find): ClientHello, ServerHello, Certificate (TLS 1.2), and
+    /// alerts in the clear (TLS 1.2 client alerts, server handshake_failure; a TLS 1.3
+    /// client's alert is encrypted and not counted).
+    pub client_hellos: u64,
+    pub server_hellos: u64,
+    pub certificates: u64,
+    pub plaintext_alerts: u64,
 }
 
 /// Writes `cfg.packets` packets of synthetic traffic to `out` as a pcap file and says
@@ -545,7 +553,13 @@ impl Session {
 
     /// Writes the session's next packet at `now` into `frame`; returns its length and
     /// what comes next.
-    fn emit(&mut self, now: u64, frame: &mut [u8], bufs: &Bufs) -> (usize, Next) {
+    fn emit(
+        &mut self,
+        now: u64,
+        frame: &mut [u8],
+        bufs: &Bufs,
+        summary: &mut SynthSummary,
+    ) -> (usize, Next) {
         match self.step {
             Step::Idle => unreachable!("an idle slot is started before it emits"),
             Step::Syn => {
@@ -591,7 +605,7 @@ impl Session {
                 (len, Next::After(self.rng.range(20 * NS_US, 200 * NS_US)))
             }
             Step::Data(dir) => {
-                let len = self.data_segment(now, frame, dir, bufs);
+                let len = self.data_segment(now, frame, dir, bufs, summary);
                 let next = match dir {
                     Dir::Client if self.msg.done() => self.request_done(),
                     Dir::Client => Next::After(self.spacing()),
@@ -802,8 +816,24 @@ impl Session {
         self.packet(now, frame, dir, flags, seq, ack, Opts::Ts, 0)
     }
 
-    fn data_segment(&mut self, now: u64, frame: &mut [u8], dir: Dir, bufs: &Bufs) -> usize {
+    fn data_segment(
+        &mut self,
+        now: u64,
+        frame: &mut [u8],
+        dir: Dir,
+        bufs: &Bufs,
+        summary: &mut SynthSummary,
+    ) -> usize {
         let noise = &bufs.noise[..];
+        if !self.msg.started {
+            match self.msg.prefix {
+                Prefix::ClientHello => summary.client_hellos += 1,
+                Prefix::ServerHello | Prefix::ServerHello12 => summary.server_hellos += 1,
+                Prefix::ClientAlert if self.app == App::Tls12 => summary.plaintext_alerts += 1,
+                Prefix::ServerAlert => summary.plaintext_alerts += 1,
+                _ => {}
+            }
+        }
         let start = L3_END + 32;
         let mut n = 0;
         if !self.msg.started {
@@ -873,6 +903,9 @@ impl Session {
             }
         }
         self.msg.body_sent += take as u32;
+        if self.msg.body == Body::CertFlight && self.msg.done() && take > 0 {
+            summary.certificates += 1;
+        }
         let seq = self.seq[dir as usize];
         let ack = self.seq[dir.other() as usize];
         let flags = if self.msg.done() { PSH | ACK } else { ACK };
@@ -1385,7 +1418,7 @@ impl Generator {
                 App::Http => {}
             }
         }
-        let (len, next) = session.emit(ts, &mut self.frame, &self.bufs);
+        let (len, next) = session.emit(ts, &mut self.frame, &self.bufs, summary);
         let next_ts = match next {
             Next::After(d) => ts.saturating_add(d),
             Next::Done(outcome) => {
@@ -1678,6 +1711,10 @@ mod tests {
             bytes: s.bytes,
             tls13: s.tls13,
             tls12: s.tls12,
+            client_hellos: s.client_hellos,
+            server_hellos: s.server_hellos,
+            certificates: s.certificates,
+            plaintext_alerts: s.plaintext_alerts,
             ..SynthSummary::default()
         };
         for t in tracks.values() {
