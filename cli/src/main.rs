@@ -291,7 +291,9 @@ struct SynthArgs {
     /// Seed: the same seed and flags always give the same file.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Share of sessions that fail (resets, rejected, unanswered), 0 to 1.
+    /// Share of sessions that fail, 0 to 1: resets, rejected or unanswered SYNs, and for
+    /// TLS (30 % of it TLS 1.2 with a real certificate chain) certificates rejected by a
+    /// client alert, handshake_failure alerts and ClientHellos never answered.
     #[arg(long, value_name = "SHARE", default_value_t = 0.1)]
     failure_share: f64,
 }
@@ -662,10 +664,12 @@ fn synth(args: SynthArgs) -> Result<i32> {
     let summary = engine::synth::write_pcap(&cfg, BufWriter::with_capacity(1 << 20, file))
         .with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!(
-        "tapwatch synth: {} packets, {} bytes, {} sessions in {:.2} s -> {}",
+        "tapwatch synth: {} packets, {} bytes, {} sessions ({} TLS 1.3, {} TLS 1.2) in {:.2} s -> {}",
         summary.packets,
         summary.bytes,
         summary.sessions,
+        summary.tls13,
+        summary.tls12,
         started.elapsed().as_secs_f64(),
         args.output.display()
     );

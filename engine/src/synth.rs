@@ -8,17 +8,29 @@
 //! on SYN and SYN-ACK; timestamps on every other segment except the RST that rejects a
 //! SYN). Clients live in 198.18.0.0/16 with ephemeral ports 32768-60999, servers in
 //! 198.19.0.0/16 on ports 443 (85 %), 80 (10 %) and 8443 (5 %). Sessions on 443 and
-//! 8443 carry a TLS 1.3 byte stream (a full ClientHello with SNI, a ServerHello and
+//! 8443 carry TLS, 70 % of them TLS 1.3 (a full ClientHello with SNI, a ServerHello and
 //! ChangeCipherSpec, then application_data records of consistent lengths, the client's
-//! Finished a 53-byte record); sessions on port 80 carry HTTP/1.1 text and bodies.
-//! Encrypted bytes and bodies are pseudo-random.
+//! Finished a 53-byte record) and 30 % TLS 1.2 (a ClientHello without the 1.3
+//! extensions; ServerHello for TLS_RSA_WITH_AES_128_GCM_SHA256; a Certificate message
+//! with a real chain, an RSA-2048 leaf for `*.example.test` and its CA, made once by
+//! `synth/make-certs.sh` and embedded; ServerHelloDone; the client's 262-byte
+//! ClientKeyExchange, ChangeCipherSpec and 40-byte encrypted Finished; the server's
+//! ChangeCipherSpec and Finished; then application_data records). Sessions on port 80
+//! carry HTTP/1.1 text and bodies. Encrypted bytes and bodies are pseudo-random.
 //!
 //! A session is a handshake, request/response exchanges (requests 100-700 bytes,
 //! responses from 200 bytes to 80 KB in full-size segments, the client ACKing every
 //! second segment), then a clean close (FIN both ways and a last ACK, from either
-//! side) or, for [`SynthConfig::failure_share`] of the sessions, split evenly: a reset
-//! by the client after some data, a reset by the server in answer to a request, a SYN
-//! rejected by RST/ACK, or a SYN left unanswered (retransmitted 1 s and 3 s later).
+//! side) or, for [`SynthConfig::failure_share`] of the sessions, split evenly among the
+//! patterns that fit (four for HTTP, seven for TLS): a reset by the client after some
+//! data, a reset by the server in answer to a request, a SYN rejected by RST/ACK, a SYN
+//! left unanswered (retransmitted 1 s and 3 s later); and for TLS a client fatal alert
+//! after the server's certificate (TLS 1.2: plaintext unknown_ca or bad_certificate;
+//! TLS 1.3: ChangeCipherSpec and a 19-byte encrypted record where the Finished was due)
+//! then the client's FIN (60 %) or RST, a server handshake_failure alert answering the
+//! ClientHello then the server's FIN, or a ClientHello ACKed and never answered until
+//! the client leaves 2 to 20 s later by FIN (60 %) or RST. tapwatch judges these
+//! `client_rejected_certificate`, `handshake_parameter_mismatch` and `no_server_hello`.
 //! [`SynthConfig::concurrent`] sessions are open at any time: each slot emits its
 //! session's next packet from a time-ordered schedule and starts a new session within
 //! a millisecond of the previous one's end, so timestamps never decrease in the file.
@@ -56,8 +68,8 @@ pub struct SynthConfig {
     /// Capture start time, ns since epoch. The first session starts within 200 ms.
     pub start_ns: u64,
     /// Share (0.0..=1.0) of sessions that end in a failure pattern instead of a clean
-    /// close, split evenly among the four patterns (above 1 counts as 1, below 0 or NaN
-    /// as 0).
+    /// close, split evenly among the patterns that fit the session (four TCP ones, three
+    /// more for TLS; above 1 counts as 1, below 0 or NaN as 0).
     pub failure_share: f64,
 }
 
@@ -85,6 +97,9 @@ pub struct SynthSummary {
     pub packets: u64,
     pub bytes: u64,
     pub sessions: u64,
+    /// Sessions started on 443/8443 by TLS version (the rest are HTTP on 80).
+    pub tls13: u64,
+    pub tls12: u64,
     /// FIN both ways and the last ACK.
     pub clean: u64,
     /// The client sent RST/ACK after some data.
@@ -95,6 +110,21 @@ pub struct SynthSummary {
     pub rejected: u64,
     /// The SYN and its two retransmissions were never answered.
     pub no_response: u64,
+    /// TLS: the client sent a fatal alert after the server's certificate, then FIN or
+    /// RST.
+    pub cert_rejected: u64,
+    /// TLS: the server answered the ClientHello with handshake_failure and a FIN.
+    pub handshake_failure: u64,
+    /// TLS: the ClientHello was ACKed, never answered; the client left (FIN or RST).
+    pub no_server_hello: u64,
+    /// TLS handshake messages and plaintext alert records written whole (what a
+    /// dissector should find): ClientHello, ServerHello, Certificate (TLS 1.2), and
+    /// alerts in the clear (TLS 1.2 client alerts, server handshake_failure; a TLS 1.3
+    /// client's alert is encrypted and not counted).
+    pub client_hellos: u64,
+    pub server_hellos: u64,
+    pub certificates: u64,
+    pub plaintext_alerts: u64,
 }
 
 /// Writes `cfg.packets` packets of synthetic traffic to `out` as a pcap file and says
@@ -239,12 +269,20 @@ enum Outcome {
     ResetByServer,
     Rejected,
     NoResponse,
+    /// TLS: the client answers the server's certificate with a fatal alert.
+    CertRejected,
+    /// TLS: the server answers the ClientHello with a handshake_failure alert.
+    HandshakeFailure,
+    /// TLS: the server ACKs the ClientHello and says nothing more.
+    NoServerHello,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum App {
     /// TLS 1.3 on 443 or 8443.
-    Tls,
+    Tls13,
+    /// TLS 1.2 (RSA key exchange, AES-128-GCM) on 443 or 8443.
+    Tls12,
     /// HTTP/1.1 in the clear on 80.
     Http,
 }
@@ -283,6 +321,17 @@ enum Prefix {
     ServerHello,
     /// ChangeCipherSpec and the encrypted Finished.
     ClientFinished,
+    /// TLS 1.2 ServerHello (its Certificate and ServerHelloDone are the body).
+    ServerHello12,
+    /// TLS 1.2 ClientKeyExchange, ChangeCipherSpec and the encrypted Finished.
+    ClientFinished12,
+    /// TLS 1.2 ChangeCipherSpec and the encrypted Finished.
+    ServerFinished12,
+    /// A fatal alert rejecting the server's certificate: plaintext in TLS 1.2, in
+    /// TLS 1.3 ChangeCipherSpec and a 19-byte encrypted record where the Finished was due.
+    ClientAlert,
+    /// A plaintext fatal handshake_failure alert.
+    ServerAlert,
     HttpRequest,
     HttpResponse,
 }
@@ -294,6 +343,8 @@ enum Body {
     TlsRecords,
     /// Opaque bytes.
     Raw,
+    /// The TLS 1.2 Certificate (the embedded chain) and ServerHelloDone records.
+    CertFlight,
 }
 
 /// One application message (a request or a response) in flight.
@@ -379,7 +430,7 @@ impl Session {
             rng: Rng::new(0),
             step: Step::Idle,
             outcome: Outcome::Clean,
-            app: App::Tls,
+            app: App::Tls13,
             closer: Dir::Client,
             client_ip: [0; 4],
             server_ip: [0; 4],
@@ -421,15 +472,20 @@ impl Session {
         };
         let app = if server_port == 80 {
             App::Http
+        } else if rng.below(10) < 3 {
+            App::Tls12
         } else {
-            App::Tls
+            App::Tls13
         };
         let outcome = if rng.chance(params.failure_share) {
-            match rng.below(4) {
+            match rng.below(if app == App::Http { 4 } else { 7 }) {
                 0 => Outcome::ResetByClient,
                 1 => Outcome::ResetByServer,
                 2 => Outcome::Rejected,
-                _ => Outcome::NoResponse,
+                3 => Outcome::NoResponse,
+                4 => Outcome::CertRejected,
+                5 => Outcome::HandshakeFailure,
+                _ => Outcome::NoServerHello,
             }
         } else {
             Outcome::Clean
@@ -443,7 +499,11 @@ impl Session {
         if outcome == Outcome::ResetByServer {
             k = k.max(2);
         }
-        let exchanges = k + u16::from(app == App::Tls);
+        let exchanges = k + match app {
+            App::Tls13 => 1,
+            App::Tls12 => 2,
+            App::Http => 0,
+        };
         let closer = if rng.below(10) < 7 {
             Dir::Client
         } else {
@@ -493,7 +553,13 @@ impl Session {
 
     /// Writes the session's next packet at `now` into `frame`; returns its length and
     /// what comes next.
-    fn emit(&mut self, now: u64, frame: &mut [u8], noise: &[u8]) -> (usize, Next) {
+    fn emit(
+        &mut self,
+        now: u64,
+        frame: &mut [u8],
+        bufs: &Bufs,
+        summary: &mut SynthSummary,
+    ) -> (usize, Next) {
         match self.step {
             Step::Idle => unreachable!("an idle slot is started before it emits"),
             Step::Syn => {
@@ -539,13 +605,17 @@ impl Session {
                 (len, Next::After(self.rng.range(20 * NS_US, 200 * NS_US)))
             }
             Step::Data(dir) => {
-                let len = self.data_segment(now, frame, dir, noise);
+                let len = self.data_segment(now, frame, dir, bufs, summary);
                 let next = match dir {
                     Dir::Client if self.msg.done() => self.request_done(),
                     Dir::Client => Next::After(self.spacing()),
                     Dir::Server => {
                         self.unacked += 1;
-                        if self.msg.done() {
+                        if self.msg.done() && self.outcome == Outcome::HandshakeFailure {
+                            // The server closes right after its alert.
+                            self.step = Step::Fin(Dir::Server);
+                            Next::After(self.spacing())
+                        } else if self.msg.done() {
                             // Quick ACK of the tail.
                             self.step = Step::Ack(Dir::Client);
                             Next::After(self.rng.range(20 * NS_US, 200 * NS_US))
@@ -589,7 +659,7 @@ impl Session {
             }
             Step::LastAck(closer) => {
                 let len = self.pure(now, frame, closer, ACK);
-                (len, Next::Done(Outcome::Clean))
+                (len, Next::Done(self.outcome))
             }
         }
     }
@@ -627,13 +697,19 @@ impl Session {
     fn begin_request(&mut self) {
         let size = self.rng.range(100, 700) as u32;
         self.msg = match (self.app, self.exchange) {
-            (App::Tls, 0) => Msg::new(Prefix::ClientHello, Body::Raw, 0),
-            (App::Tls, 1) => Msg::new(
+            (App::Tls13 | App::Tls12, 0) => Msg::new(Prefix::ClientHello, Body::Raw, 0),
+            (App::Tls13 | App::Tls12, 1) if self.outcome == Outcome::CertRejected => {
+                Msg::new(Prefix::ClientAlert, Body::Raw, 0)
+            }
+            (App::Tls13, 1) => Msg::new(
                 Prefix::ClientFinished,
                 Body::TlsRecords,
                 tls_records_len(size),
             ),
-            (App::Tls, _) => Msg::new(Prefix::None, Body::TlsRecords, tls_records_len(size)),
+            (App::Tls12, 1) => Msg::new(Prefix::ClientFinished12, Body::Raw, 0),
+            (App::Tls13 | App::Tls12, _) => {
+                Msg::new(Prefix::None, Body::TlsRecords, tls_records_len(size))
+            }
             (App::Http, _) => Msg {
                 prefix_arg: size,
                 ..Msg::new(Prefix::HttpRequest, Body::Raw, 0)
@@ -643,6 +719,25 @@ impl Session {
     }
 
     fn request_done(&mut self) -> Next {
+        match (self.outcome, self.exchange) {
+            (Outcome::NoServerHello, 0) => {
+                // The server's stack ACKs the ClientHello; its application never answers.
+                self.step = Step::Ack(Dir::Server);
+                return Next::After(self.turn(Dir::Server));
+            }
+            (Outcome::HandshakeFailure, 0) => {
+                self.msg = Msg::new(Prefix::ServerAlert, Body::Raw, 0);
+                self.unacked = 0;
+                self.step = Step::Data(Dir::Server);
+                return Next::After(self.turn(Dir::Server) + self.think(20 * NS_US));
+            }
+            (Outcome::CertRejected, 1) => {
+                // The client closes right after its alert.
+                self.step = self.client_close();
+                return Next::After(self.spacing());
+            }
+            _ => {}
+        }
         if self.outcome == Outcome::ResetByServer && self.exchange + 1 == self.exchanges {
             self.step = Step::Rst(Dir::Server);
             return Next::After(self.turn(Dir::Server) + self.think(20 * NS_US));
@@ -654,12 +749,20 @@ impl Session {
         } as u32;
         self.msg = match (self.app, self.exchange) {
             // EncryptedExtensions, Certificate, CertificateVerify, Finished: one record.
-            (App::Tls, 0) => Msg::new(
+            (App::Tls13, 0) => Msg::new(
                 Prefix::ServerHello,
                 Body::TlsRecords,
                 tls_records_len(self.rng.range(2000, 4500) as u32),
             ),
-            (App::Tls, _) => Msg::new(Prefix::None, Body::TlsRecords, tls_records_len(size)),
+            (App::Tls12, 0) => Msg::new(
+                Prefix::ServerHello12,
+                Body::CertFlight,
+                CERT_FLIGHT_LEN as u32,
+            ),
+            (App::Tls12, 1) => Msg::new(Prefix::ServerFinished12, Body::Raw, 0),
+            (App::Tls13 | App::Tls12, _) => {
+                Msg::new(Prefix::None, Body::TlsRecords, tls_records_len(size))
+            }
             (App::Http, _) => Msg::new(Prefix::HttpResponse, Body::Raw, size),
         };
         self.unacked = 0;
@@ -669,8 +772,19 @@ impl Session {
 
     fn exchange_done(&mut self) -> Next {
         self.exchange += 1;
-        if self.app == App::Tls && self.exchange == 1 {
-            // The client verifies the server's flight and answers with its Finished.
+        if self.outcome == Outcome::NoServerHello {
+            // The client gives up after 2 to 20 s of silence.
+            self.step = self.client_close();
+            return Next::After(self.rng.range(2 * NS_S, 20 * NS_S));
+        }
+        let handshake = match self.app {
+            App::Tls13 => self.exchange == 1,
+            App::Tls12 => self.exchange <= 2,
+            App::Http => false,
+        };
+        if handshake {
+            // The client verifies the server's flight and answers with its Finished (or,
+            // TLS 1.2, sends its first request once the server's Finished is in).
             self.begin_request();
             return Next::After(self.rng.range(100 * NS_US, NS_MS));
         }
@@ -686,6 +800,15 @@ impl Session {
         Next::After(wait)
     }
 
+    /// How a client abandons a failed handshake: FIN (60 %) or RST.
+    fn client_close(&mut self) -> Step {
+        if self.rng.below(10) < 6 {
+            Step::Fin(Dir::Client)
+        } else {
+            Step::Rst(Dir::Client)
+        }
+    }
+
     /// A segment without payload with the timestamps option.
     fn pure(&mut self, now: u64, frame: &mut [u8], dir: Dir, flags: u8) -> usize {
         let seq = self.seq[dir as usize];
@@ -693,7 +816,24 @@ impl Session {
         self.packet(now, frame, dir, flags, seq, ack, Opts::Ts, 0)
     }
 
-    fn data_segment(&mut self, now: u64, frame: &mut [u8], dir: Dir, noise: &[u8]) -> usize {
+    fn data_segment(
+        &mut self,
+        now: u64,
+        frame: &mut [u8],
+        dir: Dir,
+        bufs: &Bufs,
+        summary: &mut SynthSummary,
+    ) -> usize {
+        let noise = &bufs.noise[..];
+        if !self.msg.started {
+            match self.msg.prefix {
+                Prefix::ClientHello => summary.client_hellos += 1,
+                Prefix::ServerHello | Prefix::ServerHello12 => summary.server_hellos += 1,
+                Prefix::ClientAlert if self.app == App::Tls12 => summary.plaintext_alerts += 1,
+                Prefix::ServerAlert => summary.plaintext_alerts += 1,
+                _ => {}
+            }
+        }
         let start = L3_END + 32;
         let mut n = 0;
         if !self.msg.started {
@@ -708,6 +848,38 @@ impl Session {
                     let at = (self.salt as usize ^ 0x5a5a) & NOISE_MASK;
                     out[11..64].copy_from_slice(&noise[at..at + 53]);
                     64
+                }
+                Prefix::ServerHello12 => self.server_hello12(out),
+                Prefix::ClientFinished12 => {
+                    // ClientKeyExchange: the premaster secret encrypted to the leaf's
+                    // RSA-2048 key (256 bytes).
+                    out[..11].copy_from_slice(&[
+                        0x16, 0x03, 0x03, 0x01, 0x06, 0x10, 0x00, 0x01, 0x02, 0x01, 0x00,
+                    ]);
+                    let at = (self.salt as usize ^ 0x1234) & NOISE_MASK;
+                    out[11..267].copy_from_slice(&noise[at..at + 256]);
+                    tls12_finished(&mut out[267..], noise, self.salt as usize ^ 0x3c3c) + 267
+                }
+                Prefix::ServerFinished12 => tls12_finished(out, noise, self.salt as usize ^ 0x7e7e),
+                Prefix::ClientAlert => match self.app {
+                    App::Tls12 => {
+                        // unknown_ca 48 or bad_certificate 42.
+                        let desc = if self.rng.below(2) == 0 { 48 } else { 42 };
+                        out[..7].copy_from_slice(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, desc]);
+                        7
+                    }
+                    _ => {
+                        // Alert 2 + inner content type 1 + AEAD tag 16.
+                        out[..6].copy_from_slice(&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
+                        out[6..11].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 19]);
+                        let at = (self.salt as usize ^ 0x4242) & NOISE_MASK;
+                        out[11..30].copy_from_slice(&noise[at..at + 19]);
+                        30
+                    }
+                },
+                Prefix::ServerAlert => {
+                    out[..7].copy_from_slice(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
+                    7
                 }
                 Prefix::HttpRequest => self.http_request(out),
                 Prefix::HttpResponse => http_response(out, self.msg.body_len),
@@ -725,8 +897,15 @@ impl Session {
                 let at = (salt + self.msg.body_sent as usize) & NOISE_MASK;
                 out.copy_from_slice(&noise[at..at + take]);
             }
+            Body::CertFlight => {
+                let at = self.msg.body_sent as usize;
+                out.copy_from_slice(&bufs.cert_flight[at..at + take]);
+            }
         }
         self.msg.body_sent += take as u32;
+        if self.msg.body == Body::CertFlight && self.msg.done() && take > 0 {
+            summary.certificates += 1;
+        }
         let seq = self.seq[dir as usize];
         let ack = self.seq[dir.other() as usize];
         let flags = if self.msg.done() { PSH | ACK } else { ACK };
@@ -743,11 +922,15 @@ impl Session {
         c.random(self.tls_key ^ 1, 32);
         c.put(&[32]);
         c.random(self.tls_key ^ 2, 32);
-        c.put(&[0x00, 30]);
+        let tls13 = self.app != App::Tls12;
+        if tls13 {
+            c.put(&[0x00, 30, 0x13, 0x01, 0x13, 0x02, 0x13, 0x03]);
+        } else {
+            c.put(&[0x00, 24]);
+        }
         c.put(&[
-            0x13, 0x01, 0x13, 0x02, 0x13, 0x03, 0xc0, 0x2b, 0xc0, 0x2f, 0xc0, 0x2c, 0xc0, 0x30,
-            0xcc, 0xa9, 0xcc, 0xa8, 0xc0, 0x13, 0xc0, 0x14, 0x00, 0x9c, 0x00, 0x9d, 0x00, 0x2f,
-            0x00, 0x35,
+            0xc0, 0x2b, 0xc0, 0x2f, 0xc0, 0x2c, 0xc0, 0x30, 0xcc, 0xa9, 0xcc, 0xa8, 0xc0, 0x13,
+            0xc0, 0x14, 0x00, 0x9c, 0x00, 0x9d, 0x00, 0x2f, 0x00, 0x35,
         ]);
         c.put(&[0x01, 0x00]);
         let ext_len_at = c.pos;
@@ -775,10 +958,13 @@ impl Session {
             0x04, 0x03, 0x05, 0x03, 0x06, 0x03, 0x08, 0x07, 0x08, 0x08, 0x08, 0x09, 0x08, 0x0a,
             0x08, 0x0b, 0x08, 0x04, 0x08, 0x05, 0x08, 0x06, 0x04, 0x01, 0x05, 0x01, 0x06, 0x01,
         ]);
-        c.put(&[0x00, 0x2b, 0x00, 0x05, 0x04, 0x03, 0x04, 0x03, 0x03]);
-        c.put(&[0x00, 0x2d, 0x00, 0x02, 0x01, 0x01]);
-        c.put(&[0x00, 0x33, 0x00, 0x26, 0x00, 0x24, 0x00, 0x1d, 0x00, 0x20]);
-        c.random(self.tls_key ^ 3, 32);
+        if tls13 {
+            // supported_versions (1.3, 1.2), psk_key_exchange_modes, key_share (x25519).
+            c.put(&[0x00, 0x2b, 0x00, 0x05, 0x04, 0x03, 0x04, 0x03, 0x03]);
+            c.put(&[0x00, 0x2d, 0x00, 0x02, 0x01, 0x01]);
+            c.put(&[0x00, 0x33, 0x00, 0x26, 0x00, 0x24, 0x00, 0x1d, 0x00, 0x20]);
+            c.random(self.tls_key ^ 3, 32);
+        }
         // padding (RFC 7685) to a 512-byte handshake message, as OpenSSL does.
         let hs_len = c.pos - 5;
         if self.rng.below(10) < 7 && hs_len + 4 <= 512 {
@@ -813,6 +999,18 @@ impl Session {
         c.put(&[0x00, 0x33, 0x00, 0x24, 0x00, 0x1d, 0x00, 0x20]);
         c.random(self.tls_key ^ 5, 32);
         c.put(&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
+        c.pos
+    }
+
+    /// TLS 1.2 ServerHello (TLS_RSA_WITH_AES_128_GCM_SHA256, extended_master_secret):
+    /// 85 bytes. Its Certificate and ServerHelloDone follow as [`Body::CertFlight`].
+    fn server_hello12(&mut self, out: &mut [u8]) -> usize {
+        let mut c = Cursor { buf: out, pos: 0 };
+        c.put(&[0x16, 0x03, 0x03, 0x00, 80, 0x02, 0x00, 0x00, 76, 0x03, 0x03]);
+        c.random(self.tls_key ^ 4, 32);
+        c.put(&[32]);
+        c.random(self.tls_key ^ 2, 32);
+        c.put(&[0x00, 0x9c, 0x00, 0x00, 4, 0x00, 0x17, 0x00, 0x00]);
         c.pos
     }
 
@@ -1005,6 +1203,57 @@ fn fill_records(out: &mut [u8], mut off: u32, total: u32, noise: &[u8], salt: us
     }
 }
 
+/// A TLS 1.2 ChangeCipherSpec and encrypted Finished (AES-128-GCM: explicit nonce 8 +
+/// Finished 4 + 12 + tag 16 = 40 bytes of record body): 51 bytes.
+fn tls12_finished(out: &mut [u8], noise: &[u8], salt: usize) -> usize {
+    out[..11].copy_from_slice(&[
+        0x14, 0x03, 0x03, 0x00, 0x01, 0x01, 0x16, 0x03, 0x03, 0x00, 40,
+    ]);
+    let at = salt & NOISE_MASK;
+    out[11..51].copy_from_slice(&noise[at..at + 40]);
+    51
+}
+
+/// The certificate chain of the TLS 1.2 servers (every server sends the same): a leaf
+/// for `*.example.test` and the CA that signed it, RSA-2048, DER. Made once with
+/// OpenSSL by `synth/make-certs.sh`.
+const LEAF_DER: &[u8] = include_bytes!("synth/leaf.der");
+const CA_DER: &[u8] = include_bytes!("synth/ca.der");
+
+/// Certificate record (header 5, handshake header 4, list length 3, each certificate
+/// with its 3-byte length) and ServerHelloDone record (5 + 4).
+const CERT_FLIGHT_LEN: usize = 5 + 4 + 3 + 3 + LEAF_DER.len() + 3 + CA_DER.len() + 9;
+
+/// The bytes of [`Body::CertFlight`].
+fn cert_flight() -> Vec<u8> {
+    fn u24(v: usize) -> [u8; 3] {
+        let b = (v as u32).to_be_bytes();
+        [b[1], b[2], b[3]]
+    }
+    let list = 3 + LEAF_DER.len() + 3 + CA_DER.len();
+    let mut f = Vec::with_capacity(CERT_FLIGHT_LEN);
+    f.extend_from_slice(&[0x16, 0x03, 0x03]);
+    f.extend_from_slice(&((4 + 3 + list) as u16).to_be_bytes());
+    f.push(0x0b);
+    f.extend_from_slice(&u24(3 + list));
+    f.extend_from_slice(&u24(list));
+    for der in [LEAF_DER, CA_DER] {
+        f.extend_from_slice(&u24(der.len()));
+        f.extend_from_slice(der);
+    }
+    f.extend_from_slice(&[0x16, 0x03, 0x03, 0x00, 0x04, 0x0e, 0x00, 0x00, 0x00]);
+    debug_assert_eq!(f.len(), CERT_FLIGHT_LEN);
+    f
+}
+
+/// Buffers every session reads from, made once.
+struct Bufs {
+    /// Pseudo-random bytes that encrypted records and bodies are copied from.
+    noise: Vec<u8>,
+    /// See [`cert_flight`].
+    cert_flight: Vec<u8>,
+}
+
 /// "HTTP/1.1 200 OK" with a Content-Length of `body`.
 fn http_response(out: &mut [u8], body: u32) -> usize {
     let mut c = Cursor { buf: out, pos: 0 };
@@ -1117,7 +1366,7 @@ struct Generator {
     slots: Vec<Session>,
     /// (next packet time, slot), earliest first; ties go to the lower slot.
     schedule: BinaryHeap<Reverse<(u64, u32)>>,
-    noise: Vec<u8>,
+    bufs: Bufs,
     frame: Vec<u8>,
     next_session: u64,
 }
@@ -1142,7 +1391,10 @@ impl Generator {
             params,
             slots: vec![Session::idle(); slots as usize],
             schedule,
-            noise,
+            bufs: Bufs {
+                noise,
+                cert_flight: cert_flight(),
+            },
             frame: vec![0u8; MAX_FRAME],
             next_session: 0,
         }
@@ -1160,8 +1412,13 @@ impl Generator {
             session.start(&self.params, self.next_session);
             self.next_session += 1;
             summary.sessions += 1;
+            match session.app {
+                App::Tls13 => summary.tls13 += 1,
+                App::Tls12 => summary.tls12 += 1,
+                App::Http => {}
+            }
         }
-        let (len, next) = session.emit(ts, &mut self.frame, &self.noise);
+        let (len, next) = session.emit(ts, &mut self.frame, &self.bufs, summary);
         let next_ts = match next {
             Next::After(d) => ts.saturating_add(d),
             Next::Done(outcome) => {
@@ -1171,6 +1428,9 @@ impl Generator {
                     Outcome::ResetByServer => summary.reset_by_server += 1,
                     Outcome::Rejected => summary.rejected += 1,
                     Outcome::NoResponse => summary.no_response += 1,
+                    Outcome::CertRejected => summary.cert_rejected += 1,
+                    Outcome::HandshakeFailure => summary.handshake_failure += 1,
+                    Outcome::NoServerHello => summary.no_server_hello += 1,
                 }
                 session.step = Step::Idle;
                 ts.saturating_add(session.rng.range(10 * NS_US, NS_MS))
@@ -1317,6 +1577,11 @@ mod tests {
         next: [Option<u32>; 2],
         ip_id: [Option<u16>; 2],
         ended: bool,
+        client_payload: bool,
+        server_payload: bool,
+        /// A plaintext alert, or TLS 1.3's 19-byte record where the Finished was due.
+        client_alert: bool,
+        server_alert: bool,
     }
 
     /// Replays the capture session by session: counts, timestamps, checksums (in
@@ -1401,6 +1666,16 @@ mod tests {
                 _ => {}
             }
             assert!(t.synack, "data or control before the handshake");
+            if seg.from_client {
+                t.client_payload |= !seg.payload.is_empty();
+                t.client_alert |= seg.payload.starts_with(&[0x15, 3, 3, 0, 2, 2])
+                    || seg
+                        .payload
+                        .starts_with(&[0x14, 3, 3, 0, 1, 1, 0x17, 3, 3, 0, 19]);
+            } else {
+                t.server_payload |= !seg.payload.is_empty();
+                t.server_alert |= seg.payload == [0x15, 3, 3, 0, 2, 2, 40];
+            }
             assert_eq!(seg.tcp_header_len, 32);
             assert!(seg.payload.len() <= SEG_PAYLOAD);
             assert_eq!(Some(seg.seq), t.next[side], "sequence gap");
@@ -1434,12 +1709,24 @@ mod tests {
         let mut seen = SynthSummary {
             packets: s.packets,
             bytes: s.bytes,
+            tls13: s.tls13,
+            tls12: s.tls12,
+            client_hellos: s.client_hellos,
+            server_hellos: s.server_hellos,
+            certificates: s.certificates,
+            plaintext_alerts: s.plaintext_alerts,
             ..SynthSummary::default()
         };
         for t in tracks.values() {
             seen.sessions += 1;
             if t.rst_server && !t.synack {
                 seen.rejected += 1;
+            } else if t.server_alert && t.last_ack {
+                seen.handshake_failure += 1;
+            } else if t.client_alert && (t.last_ack || t.rst_client) {
+                seen.cert_rejected += 1;
+            } else if t.client_payload && !t.server_payload && (t.last_ack || t.rst_client) {
+                seen.no_server_hello += 1;
             } else if t.rst_server {
                 seen.reset_by_server += 1;
             } else if t.rst_client {
@@ -1461,6 +1748,10 @@ mod tests {
         assert!(
             s.reset_by_client > 0 && s.reset_by_server > 0 && s.rejected > 0 && s.no_response > 0
         );
+        assert!(s.cert_rejected > 0 && s.handshake_failure > 0 && s.no_server_hello > 0);
+        // About 30 % of TLS sessions are TLS 1.2.
+        let share12 = s.tls12 as f64 / (s.tls12 + s.tls13) as f64;
+        assert!((0.25..0.35).contains(&share12), "TLS 1.2 share {share12}");
         assert!(ports[&443] > ports[&80] && ports[&80] > 0 && ports[&8443] > 0);
     }
 
@@ -1484,7 +1775,7 @@ mod tests {
                 closed.insert((seg.key, seg.from_client));
             }
         }
-        let mut hellos = 0;
+        let (mut hellos, mut alerts, mut certs) = (0, 0, 0);
         for ((key, from_client), bytes) in &streams {
             let mut records = Vec::new();
             let mut at = 0;
@@ -1494,7 +1785,7 @@ mod tests {
                     [bytes[at + 1], bytes[at + 2]],
                     usize::from(u16::from_be_bytes([bytes[at + 3], bytes[at + 4]])),
                 );
-                assert!(matches!(ty, 20 | 22 | 23), "record type {ty}");
+                assert!(matches!(ty, 20..=23), "record type {ty}");
                 assert!(ver == [3, 3] || (ver == [3, 1] && at == 0));
                 assert!(len <= 16384 + 256);
                 records.push((ty, len));
@@ -1506,16 +1797,53 @@ mod tests {
             if bytes.is_empty() {
                 continue;
             }
+            // TLS 1.2 clients do not send supported_versions (0x002b).
+            let tls12 = !streams[&(*key, true)]
+                .windows(5)
+                .any(|w| w == [0x00, 0x2b, 0x00, 0x05, 0x04]);
             if *from_client {
                 assert_eq!(records[0].0, 22);
                 assert_eq!(bytes[5], 1, "ClientHello first");
                 let sni = b"srv";
                 assert!(bytes.windows(3).any(|w| w == sni));
-                if records.len() > 1 {
-                    assert_eq!(records[1], (20, 1));
-                    assert_eq!(records[2], (23, 53), "Finished");
+                match records.get(1..) {
+                    None | Some([]) => {}
+                    // A rejected certificate.
+                    Some([(21, 2)]) if tls12 => alerts += 1,
+                    Some([(20, 1), (23, 19)]) if !tls12 => alerts += 1,
+                    Some(rest) if tls12 => {
+                        // ClientKeyExchange (RSA-2048), CCS, Finished (GCM), then data.
+                        assert_eq!(rest[..3], [(22, 262), (20, 1), (22, 40)]);
+                        assert!(rest[3..].iter().all(|r| r.0 == 23));
+                    }
+                    Some(rest) => {
+                        assert_eq!(rest[..2], [(20, 1), (23, 53)], "Finished");
+                        assert!(rest[2..].iter().all(|r| r.0 == 23));
+                    }
                 }
                 hellos += 1;
+            } else if records[0] == (21, 2) {
+                assert_eq!(bytes, &[0x15, 3, 3, 0, 2, 2, 40], "handshake_failure alone");
+                alerts += 1;
+            } else if tls12 {
+                assert_eq!(records[0], (22, 80));
+                assert_eq!(bytes[5], 2, "ServerHello first");
+                assert_eq!(bytes[9..11], [3, 3]);
+                if records.len() > 1 {
+                    let cert = &bytes[85..85 + 5 + records[1].1];
+                    assert_eq!(cert[5], 11, "Certificate");
+                    let leaf_len = usize::from(cert[12]) << 16
+                        | usize::from(cert[13]) << 8
+                        | usize::from(cert[14]);
+                    let leaf = &cert[15..15 + leaf_len];
+                    assert_eq!(leaf, LEAF_DER);
+                    assert_eq!(records[2], (22, 4), "ServerHelloDone");
+                    certs += 1;
+                }
+                if records.len() > 3 {
+                    assert_eq!(records[3..5], [(20, 1), (22, 40)]);
+                    assert!(records[5..].iter().all(|r| r.0 == 23));
+                }
             } else {
                 assert_eq!(records[0], (22, 122));
                 assert_eq!(bytes[5], 2, "ServerHello first");
@@ -1523,7 +1851,21 @@ mod tests {
                 assert!(records[2..].iter().all(|r| r.0 == 23 && r.1 >= 17));
             }
         }
-        assert!(hellos > 100);
+        assert!(hellos > 100 && alerts > 10 && certs > 10);
+    }
+
+    /// The embedded chain is what x509-parser (tapwatch's certificate reader) accepts:
+    /// the leaf names `*.example.test` and is issued by the CA.
+    #[test]
+    fn test_embedded_certificates_parse() {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (rest, leaf) = X509Certificate::from_der(LEAF_DER).unwrap();
+        assert!(rest.is_empty());
+        let (_, ca) = X509Certificate::from_der(CA_DER).unwrap();
+        assert!(leaf.subject().to_string().contains("*.example.test"));
+        assert_eq!(leaf.issuer(), ca.subject());
+        assert!(ca.is_ca() && !leaf.is_ca());
+        assert_eq!(cert_flight().len(), CERT_FLIGHT_LEN);
     }
 
     #[test]
