@@ -686,14 +686,19 @@ fn live_two_interfaces_as_two_points() {
     );
 }
 
+/// A setup error: exit status 2 and one line on stderr that contains `what`.
+fn assert_setup_error(out: &std::process::Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(what), "expected {what:?}: {err}");
+}
+
 /// Setup errors: one clear line each, a non-zero exit, nothing left behind.
 #[test]
 fn setup_errors_are_one_line_each() {
     let out = common::bin().args(["live", "twnosuch0"]).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("no such interface \"twnosuch0\""), "{err}");
+    assert_setup_error(&out, "no such interface \"twnosuch0\"");
     if !needs_root() {
         return;
     }
@@ -726,10 +731,7 @@ fn setup_errors_are_one_line_each() {
         ])
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("needs CAP_NET_ADMIN"), "{err}");
+    assert_setup_error(&out, "needs CAP_NET_ADMIN");
     // Another XDP program already attached.
     let obj = root().join("ebpf/xdp_tapwatch.o");
     lab.exec(
@@ -760,11 +762,5 @@ fn setup_errors_are_one_line_each() {
         ])
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("another XDP program is attached to m1"),
-        "{err}"
-    );
+    assert_setup_error(&out, "another XDP program is attached to m1");
 }

@@ -758,6 +758,25 @@ pub struct ExportReport<E> {
     pub pairing: PairStats,
 }
 
+/// Starts one thread per worker loop (`tw-worker-N`) in `scope`; `frames` as for
+/// [`WorkerLoop::run`].
+pub fn spawn_workers<'scope>(
+    scope: &'scope thread::Scope<'scope, '_>,
+    loops: Vec<WorkerLoop>,
+    frames: &'scope [&'scope [u8]],
+) -> Vec<thread::ScopedJoinHandle<'scope, WorkerReport>> {
+    loops
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            thread::Builder::new()
+                .name(format!("tw-worker-{i}"))
+                .spawn_scoped(scope, move || l.run(frames))
+                .expect("spawn worker thread")
+        })
+        .collect()
+}
+
 /// A capture point fed from a capture held in memory.
 #[derive(Debug)]
 pub struct ReplaySource<'a> {
@@ -821,16 +840,7 @@ pub fn replay<E: Send>(
                 run_exporter_with(rings, notices, &clocks, pairing, sink)
             })
             .expect("spawn exporter thread");
-        let workers: Vec<_> = loops
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| {
-                thread::Builder::new()
-                    .name(format!("tw-worker-{i}"))
-                    .spawn_scoped(scope, move || l.run(frames))
-                    .expect("spawn worker thread")
-            })
-            .collect();
+        let workers = spawn_workers(scope, loops, frames);
 
         let mut readers: Vec<Option<CaptureReader<'_>>> = Vec::with_capacity(sources.len());
         for (i, s) in sources.iter().enumerate() {

@@ -240,16 +240,8 @@ pub fn run(args: LiveArgs) -> Result<i32> {
                 }
             })
             .expect("spawn exporter thread");
-        let workers: Vec<_> = loops
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| {
-                thread::Builder::new()
-                    .name(format!("tw-worker-{i}"))
-                    .spawn_scoped(scope, move || l.run(&[]))
-                    .expect("spawn worker thread")
-            })
-            .collect();
+        // Live workers get no frames: their payloads come copied in the batches.
+        let workers = pipeline::spawn_workers(scope, loops, &[]);
         let captures: Vec<_> = sockets
             .into_iter()
             .zip(dispatchers)
