@@ -137,6 +137,12 @@ impl Summary {
                 "not_tls": w.tls.not_tls,
                 "buffers_exhausted": w.tls.buffers_exhausted,
                 "buffers_made": w.tls.buffers_peak,
+                "memo": {
+                    "fingerprint_hits": w.tls.memo.fingerprint_hits,
+                    "fingerprint_misses": w.tls.memo.fingerprint_misses,
+                    "cert_hits": w.tls.memo.cert_hits,
+                    "cert_misses": w.tls.memo.cert_misses,
+                },
             },
             "time_went_back": w.time_went_back,
             "records_written": report.export.written,

@@ -237,7 +237,10 @@ impl Worker {
 
     pub fn stats(&self) -> WorkerStats {
         WorkerStats {
-            tls: self.tls.stats,
+            tls: crate::tls::TlsStats {
+                memo: self.tls.memo.stats(),
+                ..self.tls.stats
+            },
             rsts_not_compared: self.rsts.as_ref().map_or(0, |l| l.not_kept),
             ..self.stats
         }

@@ -9,6 +9,7 @@
 use engine::capture::CaptureReader;
 use engine::flow::{FlowKey, Side};
 use engine::time::Timestamp;
+use engine::tls::memo::Memo;
 use engine::tls::observe::{Segment, TlsFacts, TlsPoint};
 use engine::tls::pool::BufPool;
 use engine::wire;
@@ -57,6 +58,7 @@ fn observe(segs: &[Seg], isn: [Option<u32>; 2]) -> TlsFacts {
     let mut point = TlsPoint::new(65_536);
     let mut ooo = BufPool::new(65_536, 16);
     let mut msgs = BufPool::new(65_536, 16);
+    let mut memo = Memo::default();
     for s in segs {
         let _ = s.syn;
         point.on_segment(
@@ -71,6 +73,7 @@ fn observe(segs: &[Seg], isn: [Option<u32>; 2]) -> TlsFacts {
             },
             &mut ooo,
             &mut msgs,
+            &mut memo,
         );
     }
     point.release(&mut ooo, &mut msgs);

@@ -10,6 +10,8 @@
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
+use super::memo::{FpMemo, FP_KEY};
+
 /// Values sorted on the stack; longer lists allocate once per call.
 pub const STACK_VALUES: usize = 256;
 
@@ -116,12 +118,70 @@ fn hash_hex_list(h: &mut Sha256, values: impl Iterator<Item = u16>) {
     }
 }
 
-/// The first 12 hex digits of a SHA-256.
-fn truncated_hex(h: Sha256) -> [u8; 12] {
+/// The first 12 hex digits of a SHA-256 (in the first 12 of 16 bytes, the size the
+/// memo keeps).
+fn truncated_hex(h: Sha256) -> [u8; 16] {
     let digest = h.finalize();
-    let mut out = [0u8; 12];
-    hex(digest.get(..6).unwrap_or_default(), &mut out);
+    let mut out = [0u8; 16];
+    hex(digest.get(..6).unwrap_or_default(), &mut out[..12]);
     out
+}
+
+/// What a memoized digest is of ([`FpMemo`] keys are per tag).
+mod tag {
+    pub const JA4_CIPHERS: u16 = 1;
+    pub const JA4_EXTENSIONS: u16 = 2;
+    pub const JA3: u16 = 3;
+}
+
+/// A memo key built from several lists: each list's length, then its values; too
+/// long for a memo slot makes no key (the digest is computed).
+struct Key {
+    buf: [u16; FP_KEY],
+    len: usize,
+    fits: bool,
+}
+
+impl Key {
+    fn new() -> Key {
+        Key {
+            buf: [0; FP_KEY],
+            len: 0,
+            fits: true,
+        }
+    }
+    fn push(&mut self, v: u16) {
+        match self.buf.get_mut(self.len) {
+            Some(slot) => {
+                *slot = v;
+                self.len += 1;
+            }
+            None => self.fits = false,
+        }
+    }
+    fn list(&mut self, values: &[u16]) {
+        // A list of more than u16::MAX values cannot fit the key anyway.
+        self.push(values.len().min(usize::from(u16::MAX)) as u16);
+        for &v in values {
+            self.push(v);
+        }
+    }
+    fn get(&self) -> Option<&[u16]> {
+        self.fits.then(|| &self.buf[..self.len])
+    }
+}
+
+/// `compute()`, through `memo` when there is one and the key fits.
+fn memoized(
+    memo: &mut Option<&mut FpMemo>,
+    tag: u16,
+    key: Option<&[u16]>,
+    compute: impl FnOnce() -> [u8; 16],
+) -> [u8; 16] {
+    match (memo, key) {
+        (Some(m), Some(k)) => m.get_or(tag, k, compute),
+        _ => compute(),
+    }
 }
 
 /// JA4 for TLS over TCP (JA4.md, commit d8f731ce), as ASCII:
@@ -148,6 +208,21 @@ pub fn ja4(
     alpn_first: Option<&[u8]>,
     sig_algs: &[u16],
 ) -> [u8; JA4_LEN] {
+    ja4_memo(
+        None, version, has_sni, ciphers, extensions, alpn_first, sig_algs,
+    )
+}
+
+/// [`ja4`], with the two hashes looked up in (and kept in) `memo`.
+pub fn ja4_memo(
+    mut memo: Option<&mut FpMemo>,
+    version: u16,
+    has_sni: bool,
+    ciphers: &[u16],
+    extensions: &[u16],
+    alpn_first: Option<&[u8]>,
+    sig_algs: &[u16],
+) -> [u8; JA4_LEN] {
     let mut out = [b'0'; JA4_LEN];
     let real = |v: &&u16| !is_grease(**v);
     let [v0, v1] = ja4_version(version);
@@ -161,33 +236,40 @@ pub fn ja4(
 
     let b = with_sorted(ciphers, &[], |sorted| {
         (!sorted.is_empty()).then(|| {
-            let mut h = Sha256::new();
-            hash_hex_list(&mut h, sorted.iter().copied());
-            truncated_hex(h)
+            memoized(&mut memo, tag::JA4_CIPHERS, Some(sorted), || {
+                let mut h = Sha256::new();
+                hash_hex_list(&mut h, sorted.iter().copied());
+                truncated_hex(h)
+            })
         })
     });
     if let Some(b) = b {
-        out[11..23].copy_from_slice(&b);
+        out[11..23].copy_from_slice(&b[..12]);
     }
 
     let c = with_sorted(extensions, &[0x0000, 0x0010], |sorted| {
         (!sorted.is_empty()).then(|| {
-            let mut h = Sha256::new();
-            hash_hex_list(&mut h, sorted.iter().copied());
-            let mut sigs = sig_algs
-                .iter()
-                .copied()
-                .filter(|&v| !is_grease(v))
-                .peekable();
-            if sigs.peek().is_some() {
-                h.update(b"_");
-                hash_hex_list(&mut h, sigs);
-            }
-            truncated_hex(h)
+            let mut key = Key::new();
+            key.list(sorted);
+            key.list(sig_algs);
+            memoized(&mut memo, tag::JA4_EXTENSIONS, key.get(), || {
+                let mut h = Sha256::new();
+                hash_hex_list(&mut h, sorted.iter().copied());
+                let mut sigs = sig_algs
+                    .iter()
+                    .copied()
+                    .filter(|&v| !is_grease(v))
+                    .peekable();
+                if sigs.peek().is_some() {
+                    h.update(b"_");
+                    hash_hex_list(&mut h, sigs);
+                }
+                truncated_hex(h)
+            })
         })
     });
     if let Some(c) = c {
-        out[24..].copy_from_slice(&c);
+        out[24..].copy_from_slice(&c[..12]);
     }
     out
 }
@@ -219,17 +301,49 @@ pub fn ja3(
     groups: &[u16],
     point_formats: &[u8],
 ) -> [u8; 16] {
-    let mut h = Md5::new();
-    md5_decimal(&mut h, legacy_version);
-    h.update(b",");
-    md5_list(&mut h, ciphers.iter().copied());
-    h.update(b",");
-    md5_list(&mut h, extensions.iter().copied());
-    h.update(b",");
-    md5_list(&mut h, groups.iter().copied());
-    h.update(b",");
-    md5_list(&mut h, point_formats.iter().map(|&p| u16::from(p)));
-    h.finalize().into()
+    ja3_memo(
+        None,
+        legacy_version,
+        ciphers,
+        extensions,
+        groups,
+        point_formats,
+    )
+}
+
+/// [`ja3`], looked up in (and kept in) `memo`: keyed by the lists as sent (JA3
+/// keeps the wire order, so a client that shuffles its extensions misses).
+pub fn ja3_memo(
+    mut memo: Option<&mut FpMemo>,
+    legacy_version: u16,
+    ciphers: &[u16],
+    extensions: &[u16],
+    groups: &[u16],
+    point_formats: &[u8],
+) -> [u8; 16] {
+    let mut key = Key::new();
+    if memo.is_some() {
+        key.push(legacy_version);
+        key.list(ciphers);
+        key.list(extensions);
+        key.list(groups);
+        for &p in point_formats {
+            key.push(u16::from(p));
+        }
+    }
+    memoized(&mut memo, tag::JA3, key.get(), || {
+        let mut h = Md5::new();
+        md5_decimal(&mut h, legacy_version);
+        h.update(b",");
+        md5_list(&mut h, ciphers.iter().copied());
+        h.update(b",");
+        md5_list(&mut h, extensions.iter().copied());
+        h.update(b",");
+        md5_list(&mut h, groups.iter().copied());
+        h.update(b",");
+        md5_list(&mut h, point_formats.iter().map(|&p| u16::from(p)));
+        h.finalize().into()
+    })
 }
 
 #[cfg(test)]
@@ -369,5 +483,53 @@ mod tests {
         let mut small = [0u8; 3];
         assert_eq!(hex(&[0x12, 0x34], &mut small), "12");
         assert_eq!(hex(&[], &mut small), "");
+    }
+
+    /// Lists drawn from a small alphabet (so that keys repeat, as on a network) with
+    /// GREASE values in it.
+    fn list(max: usize) -> impl proptest::strategy::Strategy<Value = Vec<u16>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![Just(0x0a0a_u16), Just(0), Just(0x10), 1u16..6, Just(0xfafa)],
+            0..max,
+        )
+    }
+
+    proptest::proptest! {
+        /// Through one memo shared by every case (full of earlier cases' keys, some
+        /// in the same slot), JA3 and JA4 equal the direct computation, keys longer
+        /// than a slot included.
+        #[test]
+        fn prop_memo_changes_nothing(
+            cases in proptest::collection::vec(
+                (list(6), list(6), list(3), list(3), proptest::collection::vec(0u8..3, 0..3),
+                 proptest::prelude::any::<bool>(), 0u16..2),
+                1..40,
+            ),
+            long in list(300),
+        ) {
+            thread_local! {
+                static MEMO: std::cell::RefCell<FpMemo> = std::cell::RefCell::new(FpMemo::default());
+            }
+            MEMO.with(|m| {
+                let m = &mut *m.borrow_mut();
+                let mut cases = cases;
+                cases.push((long.clone(), long.clone(), long.clone(), long, vec![0], true, 1));
+                for (c, e, g, sig, pf, sni, v) in &cases {
+                    let version = 0x0303 + v;
+                    for _ in 0..2 {
+                        proptest::prop_assert_eq!(
+                            ja4_memo(Some(m), version, *sni, c, e, Some(b"h2"), sig),
+                            ja4(version, *sni, c, e, Some(b"h2"), sig)
+                        );
+                        proptest::prop_assert_eq!(
+                            ja3_memo(Some(m), version, c, e, g, pf),
+                            ja3(version, c, e, g, pf)
+                        );
+                    }
+                }
+                Ok(())
+            })?;
+        }
     }
 }

@@ -16,6 +16,7 @@
 //! in which case that list spills into one `Vec` bounded by the body's length.
 
 use super::fingerprint::{self, is_grease, STACK_VALUES};
+use super::memo::FpMemo;
 use super::names::FixedStr;
 
 /// Why a hello was not read.
@@ -240,6 +241,15 @@ fn alpn_protocols(data: &[u8]) -> (Option<&[u8]>, u8) {
 /// block are ignored; a body that ends after the compression methods has no
 /// extensions (SSLv3, old TLS 1.0 clients).
 pub fn parse_client_hello(body: &[u8]) -> Result<ClientHello, HelloError> {
+    parse_client_hello_memo(body, None)
+}
+
+/// [`parse_client_hello`], the fingerprint hashes looked up in (and kept in)
+/// `memo`: the same result, cheaper when the client's lists were seen before.
+pub fn parse_client_hello_memo(
+    body: &[u8],
+    mut memo: Option<&mut FpMemo>,
+) -> Result<ClientHello, HelloError> {
     use HelloError::{Malformed, Truncated, UnsupportedVersion};
     let mut r = Reader(body);
     let legacy_version = r.u16().ok_or(Truncated)?;
@@ -323,14 +333,16 @@ pub fn parse_client_hello(body: &[u8]) -> Result<ClientHello, HelloError> {
 
     let version = supported.unwrap_or(legacy_version);
     let alpn_first = alpn.flatten();
-    let ja3 = fingerprint::ja3(
+    let ja3 = fingerprint::ja3_memo(
+        memo.as_deref_mut(),
         legacy_version,
         ciphers.as_slice(),
         ext_types.as_slice(),
         groups.as_slice(),
         point_formats,
     );
-    let ja4 = fingerprint::ja4(
+    let ja4 = fingerprint::ja4_memo(
+        memo,
         version,
         has_sni,
         ciphers.as_slice(),

@@ -9,6 +9,7 @@ pub mod cert;
 pub mod fingerprint;
 pub mod hello;
 pub mod judge;
+pub mod memo;
 pub mod names;
 pub mod observe;
 pub mod pool;
@@ -57,6 +58,9 @@ pub struct TlsStats {
     pub buffers_exhausted: u64,
     /// Most buffers ever in use at once (both kinds).
     pub buffers_peak: u64,
+    /// Fingerprint hashes and certificates found in, or missing from, the
+    /// worker's memo ([`memo`]).
+    pub memo: memo::MemoStats,
 }
 
 impl TlsStats {
@@ -65,6 +69,10 @@ impl TlsStats {
         self.not_tls += o.not_tls;
         self.buffers_exhausted += o.buffers_exhausted;
         self.buffers_peak += o.buffers_peak;
+        self.memo.fingerprint_hits += o.memo.fingerprint_hits;
+        self.memo.fingerprint_misses += o.memo.fingerprint_misses;
+        self.memo.cert_hits += o.memo.cert_hits;
+        self.memo.cert_misses += o.memo.cert_misses;
     }
 }
 
@@ -81,6 +89,7 @@ pub struct TlsTable {
     cap: usize,
     pub ooo: BufPool,
     pub msgs: BufPool,
+    pub memo: memo::Memo,
     pub stats: TlsStats,
 }
 
@@ -99,6 +108,7 @@ impl TlsTable {
             cap: cfg.buf_cap,
             ooo: BufPool::new(cfg.buf_cap, cfg.buffers),
             msgs: BufPool::new(cfg.buf_cap, cfg.buffers),
+            memo: memo::Memo::default(),
             stats: TlsStats::default(),
         }
     }
@@ -138,7 +148,11 @@ impl TlsTable {
         seg: &observe::Segment<'_>,
     ) -> FastWindow {
         let Self {
-            entries, ooo, msgs, ..
+            entries,
+            ooo,
+            msgs,
+            memo,
+            ..
         } = self;
         let p = &mut entries[i as usize * self.points + point];
         if !p.wants(seg.side) {
@@ -147,7 +161,7 @@ impl TlsTable {
         if let Some(next) = fast_next {
             p.catch_up(seg.side, next);
         }
-        p.on_segment(seg, ooo, msgs)
+        p.on_segment(seg, ooo, msgs, memo)
     }
 
     /// See [`TlsPoint::fast_header`].

@@ -15,9 +15,10 @@
 
 use super::cert::{parse_certificate, parse_certificate_request, CertMessage, LeafCert};
 use super::hello::{
-    parse_client_hello, parse_server_hello, parse_sslv2_client_hello, parse_sslv2_server_hello,
-    sslv2_client_hello_len, ClientHello, ServerHello,
+    parse_client_hello_memo, parse_server_hello, parse_sslv2_client_hello,
+    parse_sslv2_server_hello, sslv2_client_hello_len, ClientHello, ServerHello,
 };
+use super::memo::Memo;
 use super::pool::BufPool;
 use super::reassembly::Reassembler;
 use super::record::{content, Event, RecordReader};
@@ -388,8 +389,9 @@ impl TlsPoint {
         seg: &Segment<'_>,
         ooo: &mut BufPool,
         msgs: &mut BufPool,
+        memo: &mut Memo,
     ) -> FastWindow {
-        self.follow(seg, ooo, msgs);
+        self.follow(seg, ooo, msgs, memo);
         let st = &self.streams[seg.side.index()];
         let left = st.rec.skippable();
         if st.stopped || left == 0 || !st.reasm.is_clear() || !st.prefix.decided {
@@ -450,7 +452,13 @@ impl TlsPoint {
         })
     }
 
-    fn follow(&mut self, seg: &Segment<'_>, ooo: &mut BufPool, msgs: &mut BufPool) {
+    fn follow(
+        &mut self,
+        seg: &Segment<'_>,
+        ooo: &mut BufPool,
+        msgs: &mut BufPool,
+        memo: &mut Memo,
+    ) {
         let d = seg.side.index();
         let Self { facts, streams } = self;
         let st = &mut streams[d];
@@ -478,6 +486,7 @@ impl TlsPoint {
         }
         let mut ctx = Ctx {
             facts: &mut *facts,
+            memo,
             side: seg.side,
             ts: seg.ts,
             stop: None,
@@ -526,6 +535,7 @@ fn stop(st: &mut Stream, f: &mut DirFacts, ooo: &mut BufPool, msgs: &mut BufPool
 /// What the record-layer callbacks need.
 struct Ctx<'f> {
     facts: &'f mut TlsFacts,
+    memo: &'f mut Memo,
     side: Side,
     ts: Timestamp,
     stop: Option<Stop>,
@@ -623,10 +633,12 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
         Event::Handshake { msg_type, body } => {
             f.dirs[d].last_message = msg_type;
             match msg_type {
-                hs::CLIENT_HELLO => match parse_client_hello(body) {
-                    Ok(ch) => on_client_hello(ctx, ch),
-                    Err(_) => f.dirs[d].skipped_messages += 1,
-                },
+                hs::CLIENT_HELLO => {
+                    match parse_client_hello_memo(body, Some(&mut ctx.memo.fingerprints)) {
+                        Ok(ch) => on_client_hello(ctx, ch),
+                        Err(_) => f.dirs[d].skipped_messages += 1,
+                    }
+                }
                 hs::SERVER_HELLO => match parse_server_hello(body) {
                     Ok(sh) => {
                         f.detected = true;
@@ -639,7 +651,7 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
                 },
                 hs::CERTIFICATE => {
                     let from_client = f.client == Some(ctx.side);
-                    match parse_certificate(body) {
+                    match ctx.memo.certs.get_or(body, parse_certificate) {
                         Ok(CertMessage::Leaf(leaf)) if from_client => {
                             let _ = leaf;
                             f.client_cert = ClientCert::Sent;
