@@ -476,9 +476,7 @@ impl Worker {
         let mut tls = [TlsFacts::default(); MAX_POINTS];
         let mut ntls = 0;
         if s.tls < TLS_NONE {
-            for (t, p) in tls.iter_mut().zip(self.tls.points_mut(s.tls)) {
-                *t = p.facts;
-            }
+            self.tls.facts_into(s.tls, &mut tls);
             self.tls.put(s.tls);
             ntls = pts.len();
         }
@@ -570,10 +568,8 @@ fn pair_report(
     let sni = match s.tls {
         TLS_NONE => Sni::None,
         TLS_UNKNOWN => Sni::NotYet,
-        i => match tls.point(i, usize::from(at.0)).facts.client_hello {
-            Some(ch) => ch
-                .sni
-                .map_or(Sni::None, |n| Sni::Hash(sni_hash(n.as_bytes()))),
+        i => match tls.sni(i, usize::from(at.0)) {
+            Some(sni) => sni.map_or(Sni::None, |n| Sni::Hash(sni_hash(n.as_bytes()))),
             None => Sni::NotYet,
         },
     };

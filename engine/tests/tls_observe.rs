@@ -76,9 +76,11 @@ fn observe(segs: &[Seg], isn: [Option<u32>; 2]) -> TlsFacts {
             &mut memo,
         );
     }
-    point.release(&mut ooo, &mut msgs);
+    let facts = point.facts(&memo);
+    point.release(&mut ooo, &mut msgs, &mut memo);
+    assert_eq!(memo.hellos.live() + memo.leaves.live(), 0, "all given back");
     assert_eq!(ooo.in_use() + msgs.in_use(), 0, "every buffer given back");
-    point.facts
+    facts
 }
 
 /// Cuts every segment into pieces at the given cut points (modulo its length),

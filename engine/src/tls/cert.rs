@@ -22,7 +22,7 @@ use super::hello::HelloError;
 use super::names::FixedStr;
 
 /// The leaf (first) certificate of a Certificate message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LeafCert {
     /// SHA-256 of the DER as sent, whether or not it parses.
     pub sha256: [u8; 32],

@@ -35,7 +35,7 @@ pub enum HelloError {
 }
 
 /// What a ClientHello says.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ClientHello {
     /// An SSLv2-format ClientHello (RFC 5246 Appendix E.2).
     pub sslv2: bool,

@@ -17,7 +17,10 @@
 //! longer than [`CERT_MAX`] are not kept. Memory is taken when a slot is first
 //! filled (the certificate bytes) and reused after that.
 
-use super::cert::CertMessage;
+use std::hash::{BuildHasher, Hash};
+
+use super::cert::{CertMessage, LeafCert};
+use super::hello::ClientHello;
 
 /// Fingerprint slots per worker.
 pub const FP_SLOTS: usize = 256;
@@ -188,11 +191,105 @@ impl CertMemo {
     }
 }
 
-/// Both memos of one worker.
+/// "No value" for a [`Store`] index.
+pub const NONE: u32 = u32::MAX;
+/// Slots of a [`Store`]'s index of recently stored values.
+const RECENT: usize = 1024;
+
+/// Values that many open sessions share, kept once per worker: the ClientHello but
+/// for its random (the same client software asking for the same server), and the
+/// server certificate. A session holds an index and a reference; the value goes
+/// when its last session does.
+///
+/// Sharing is found through a direct-mapped index of the values stored lately (by
+/// hash, confirmed by equality): an equal value that the index no longer points to
+/// is stored again, which costs memory, never correctness. Bounded by the number of
+/// open session points (each holds at most one value of each kind); the vectors
+/// grow to their peak and are reused after that.
+#[derive(Debug)]
+pub struct Store<T> {
+    entries: Vec<(T, u32)>,
+    free: Vec<u32>,
+    recent: Box<[u32]>,
+    /// Values stored (shared or not) and values that found an equal one.
+    pub stored: u64,
+    pub shared: u64,
+}
+
+impl<T> Default for Store<T> {
+    fn default() -> Self {
+        Store {
+            entries: Vec::new(),
+            free: Vec::new(),
+            recent: vec![NONE; RECENT].into_boxed_slice(),
+            stored: 0,
+            shared: 0,
+        }
+    }
+}
+
+impl<T: Copy + Eq + Hash> Store<T> {
+    /// Stores `v` (or finds it stored) and takes a reference: its index.
+    pub fn put(&mut self, v: T) -> u32 {
+        self.stored += 1;
+        let r = foldhash::fast::FixedState::with_seed(0).hash_one(v) as usize % RECENT;
+        let i = self.recent[r];
+        if let Some((held, refs)) = self.entries.get_mut(i as usize) {
+            if *refs > 0 && *held == v {
+                *refs += 1;
+                self.shared += 1;
+                return i;
+            }
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = (v, 1);
+                i
+            }
+            None => {
+                self.entries.push((v, 1));
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.recent[r] = i;
+        i
+    }
+
+    /// The value at `i` ([`NONE`]: none).
+    pub fn get(&self, i: u32) -> Option<&T> {
+        self.entries
+            .get(i as usize)
+            .filter(|(_, refs)| *refs > 0)
+            .map(|(v, _)| v)
+    }
+
+    /// Gives back a reference taken by [`Store::put`] ([`NONE`]: nothing).
+    pub fn release(&mut self, i: u32) {
+        if let Some((_, refs)) = self.entries.get_mut(i as usize) {
+            if *refs > 0 {
+                *refs -= 1;
+                if *refs == 0 {
+                    self.free.push(i);
+                }
+            }
+        }
+    }
+
+    /// Values held now.
+    pub fn live(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+}
+
+/// What a worker's TLS layer keeps once for all its sessions: the two memos and
+/// the two stores.
 #[derive(Debug, Default)]
 pub struct Memo {
     pub fingerprints: FpMemo,
     pub certs: CertMemo,
+    /// ClientHellos, their random zeroed.
+    pub hellos: Store<ClientHello>,
+    pub leaves: Store<LeafCert>,
 }
 
 impl Memo {
@@ -245,6 +342,33 @@ mod tests {
         assert_eq!(m.get_or(1, &huge, || [9; 16]), [9; 16]);
         assert_eq!(m.get_or(1, &huge, || [8; 16]), [8; 16]);
         assert_eq!(m.misses, before + 2);
+    }
+
+    #[test]
+    fn test_store_shares_and_frees() {
+        let mut s = Store::<u64>::default();
+        let a = s.put(7);
+        let b = s.put(7);
+        assert_eq!(a, b, "an equal value is shared");
+        let c = s.put(8);
+        assert_ne!(a, c);
+        assert_eq!(
+            (s.get(a), s.get(c), s.get(NONE)),
+            (Some(&7), Some(&8), None)
+        );
+        s.release(a);
+        assert_eq!(s.get(b), Some(&7), "one reference left");
+        s.release(b);
+        assert_eq!(s.get(a), None);
+        assert_eq!(s.live(), 1);
+        // The freed index is reused, and a stale index entry does not match it.
+        let d = s.put(9);
+        assert_eq!(d, a);
+        let e = s.put(7);
+        assert_ne!(e, d);
+        assert_eq!((s.get(d), s.get(e)), (Some(&9), Some(&7)));
+        s.release(NONE);
+        assert_eq!((s.stored, s.shared), (5, 1));
     }
 
     #[test]

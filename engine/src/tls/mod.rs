@@ -184,14 +184,32 @@ impl TlsTable {
         &mut self.entries[base..base + self.points]
     }
 
+    /// The facts of session `i` at every point, into `out` (as many as fit).
+    pub fn facts_into(&self, i: u32, out: &mut [observe::TlsFacts]) {
+        let base = i as usize * self.points;
+        for (t, p) in out.iter_mut().zip(&self.entries[base..base + self.points]) {
+            *t = p.facts(&self.memo);
+        }
+    }
+
+    /// The ClientHello's SNI of session `i` at `point`: `None` before the
+    /// ClientHello, `Some(None)` without one.
+    pub fn sni(&self, i: u32, point: usize) -> Option<Option<names::FixedStr<255>>> {
+        self.entries[i as usize * self.points + point].sni(&self.memo)
+    }
+
     /// Gives back session `i`'s entry and any buffer it holds.
     pub fn put(&mut self, i: u32) {
         let base = i as usize * self.points;
         let Self {
-            entries, ooo, msgs, ..
+            entries,
+            ooo,
+            msgs,
+            memo,
+            ..
         } = self;
         for p in &mut entries[base..base + self.points] {
-            p.release(ooo, msgs);
+            p.release(ooo, msgs, memo);
         }
         self.free.push(i);
         let peak = (self.ooo.made() + self.msgs.made()) as u64;

@@ -5,7 +5,9 @@
 //!
 //! Split in two: [`TlsFacts`] is plain `Copy` data that goes into the verdict
 //! record; [`TlsPoint`] adds the stream machinery (reassembly, record framing) that
-//! stays on the worker and borrows buffers from its [`BufPool`].
+//! stays on the worker and borrows buffers from its [`BufPool`]. While the session
+//! is open, the ClientHello (but its random) and the server certificate, which
+//! repeat across sessions, are kept once per worker ([`super::memo::Store`]).
 //!
 //! Cost: until a direction's handshake is over, its bytes are framed and the
 //! handshake messages parsed (once per session: the hellos and certificate
@@ -18,7 +20,8 @@ use super::hello::{
     parse_client_hello_memo, parse_server_hello, parse_sslv2_client_hello,
     parse_sslv2_server_hello, sslv2_client_hello_len, ClientHello, ServerHello,
 };
-use super::memo::Memo;
+use super::memo::{Memo, NONE};
+use super::names::FixedStr;
 use super::pool::BufPool;
 use super::reassembly::Reassembler;
 use super::record::{content, Event, RecordReader};
@@ -154,13 +157,40 @@ pub struct DirFacts {
 }
 
 /// What TLS showed at one point. Plain data: copied into the verdict record.
+///
+/// While the session is open, the worker keeps the [`TlsCore`] per session and the
+/// two bulky parts that repeat across sessions (the ClientHello but for its random,
+/// and the server's certificate) once, shared ([`super::memo::Store`]); the record
+/// gets them all back ([`TlsPoint::facts`]). The core's fields read as this
+/// struct's (`Deref`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct TlsFacts {
+    pub core: TlsCore,
+    pub client_hello: Option<ClientHello>,
+    pub server_cert: Option<LeafCert>,
+}
+
+impl std::ops::Deref for TlsFacts {
+    type Target = TlsCore;
+    fn deref(&self) -> &TlsCore {
+        &self.core
+    }
+}
+
+impl std::ops::DerefMut for TlsFacts {
+    fn deref_mut(&mut self) -> &mut TlsCore {
+        &mut self.core
+    }
+}
+
+/// [`TlsFacts`] but for the ClientHello and the server certificate: what a session
+/// holds of its own at a point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TlsCore {
     /// TLS was seen (a hello, or records mid-stream).
     pub detected: bool,
     /// The end that sent the ClientHello.
     pub client: Option<Side>,
-    pub client_hello: Option<ClientHello>,
     pub client_hello_ts: Option<Timestamp>,
     /// ClientHellos seen (2 after a HelloRetryRequest).
     pub client_hellos: u8,
@@ -173,7 +203,6 @@ pub struct TlsFacts {
     pub sslv2_server: Option<u16>,
     /// Index in `log` of the first record after the last ServerHello's record.
     pub after_server_hello: u8,
-    pub server_cert: Option<LeafCert>,
     /// The server's Certificate message held no certificate or did not parse.
     pub server_cert_unreadable: bool,
     /// A CertificateRequest (TLS 1.2 and earlier; encrypted in TLS 1.3).
@@ -191,7 +220,7 @@ pub struct TlsFacts {
     pub handshake: Handshake,
 }
 
-impl TlsFacts {
+impl TlsCore {
     pub fn alerts(&self) -> &[Alert] {
         &self.alerts[..usize::from(self.nalerts)]
     }
@@ -311,8 +340,31 @@ impl Stream {
 /// TLS state of one session at one point: facts plus stream machinery.
 #[derive(Debug)]
 pub struct TlsPoint {
-    pub facts: TlsFacts,
+    pub facts: TlsCore,
+    held: Held,
     streams: [Stream; 2],
+}
+
+// Kept once per TLS session and point (1,880 bytes before the shared stores).
+const _: () = assert!(std::mem::size_of::<TlsPoint>() == 1200);
+
+/// What a point holds in the worker's stores ([`Memo`]), and the ClientHello's
+/// random (the one part of it that no other session shares).
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    hello: u32,
+    random: [u8; 32],
+    cert: u32,
+}
+
+impl Default for Held {
+    fn default() -> Self {
+        Held {
+            hello: NONE,
+            random: [0; 32],
+            cert: NONE,
+        }
+    }
 }
 
 /// One TCP segment, as the TLS layer needs it.
@@ -344,17 +396,39 @@ pub fn looks_like_tls(first: &[u8], mid_stream: bool) -> bool {
 impl TlsPoint {
     pub fn new(buf_cap: usize) -> TlsPoint {
         TlsPoint {
-            facts: TlsFacts::default(),
+            facts: TlsCore::default(),
+            held: Held::default(),
             streams: [Stream::new(buf_cap), Stream::new(buf_cap)],
         }
     }
 
-    /// Gives back any buffer the streams hold (the session ends).
-    pub fn release(&mut self, ooo: &mut BufPool, msgs: &mut BufPool) {
+    /// All the facts, the shared parts taken from `memo`'s stores.
+    pub fn facts(&self, memo: &Memo) -> TlsFacts {
+        TlsFacts {
+            core: self.facts,
+            client_hello: memo.hellos.get(self.held.hello).map(|ch| ClientHello {
+                random: self.held.random,
+                ..*ch
+            }),
+            server_cert: memo.leaves.get(self.held.cert).copied(),
+        }
+    }
+
+    /// The SNI of the ClientHello: `None` before it, `Some(None)` if it has none.
+    pub fn sni(&self, memo: &Memo) -> Option<Option<FixedStr<255>>> {
+        memo.hellos.get(self.held.hello).map(|ch| ch.sni)
+    }
+
+    /// Gives back any buffer the streams hold and what it holds in `memo`'s stores
+    /// (the session ends).
+    pub fn release(&mut self, ooo: &mut BufPool, msgs: &mut BufPool, memo: &mut Memo) {
         for st in &mut self.streams {
             st.reasm.release(ooo);
             st.rec.release_buffer(msgs);
         }
+        memo.hellos.release(self.held.hello);
+        memo.leaves.release(self.held.cert);
+        self.held = Held::default();
     }
 
     /// Whether a segment from `side` needs any work (false once the direction is no
@@ -420,7 +494,7 @@ impl TlsPoint {
         payload: &[u8],
         off: usize,
     ) -> Option<FastWindow> {
-        let Self { facts, streams } = self;
+        let Self { facts, streams, .. } = self;
         let st = &mut streams[side.index()];
         let &[ct, major, minor, l0, l1] = payload.get(off..off + 5)? else {
             return None;
@@ -460,7 +534,11 @@ impl TlsPoint {
         memo: &mut Memo,
     ) {
         let d = seg.side.index();
-        let Self { facts, streams } = self;
+        let Self {
+            facts,
+            held,
+            streams,
+        } = self;
         let st = &mut streams[d];
         if st.stopped {
             return;
@@ -486,6 +564,7 @@ impl TlsPoint {
         }
         let mut ctx = Ctx {
             facts: &mut *facts,
+            held,
             memo,
             side: seg.side,
             ts: seg.ts,
@@ -534,7 +613,8 @@ fn stop(st: &mut Stream, f: &mut DirFacts, ooo: &mut BufPool, msgs: &mut BufPool
 
 /// What the record-layer callbacks need.
 struct Ctx<'f> {
-    facts: &'f mut TlsFacts,
+    facts: &'f mut TlsCore,
+    held: &'f mut Held,
     memo: &'f mut Memo,
     side: Side,
     ts: Timestamp,
@@ -657,7 +737,11 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
                             f.client_cert = ClientCert::Sent;
                         }
                         Ok(CertMessage::Empty) if from_client => f.client_cert = ClientCert::Empty,
-                        Ok(CertMessage::Leaf(leaf)) => f.server_cert = Some(leaf),
+                        Ok(CertMessage::Leaf(leaf)) => {
+                            // The last Certificate message counts, as before the store.
+                            ctx.memo.leaves.release(ctx.held.cert);
+                            ctx.held.cert = ctx.memo.leaves.put(leaf);
+                        }
                         Ok(CertMessage::Empty) => f.server_cert_unreadable = true,
                         Err(_) if from_client => f.client_cert = ClientCert::Sent,
                         Err(_) => f.server_cert_unreadable = true,
@@ -711,7 +795,7 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
 
 /// A record header: counters, the last record, the log.
 #[inline]
-fn record_seen(f: &mut TlsFacts, side: Side, ts: Timestamp, content_type: u8, len: u16) {
+fn record_seen(f: &mut TlsCore, side: Side, ts: Timestamp, content_type: u8, len: u16) {
     let dir = &mut f.dirs[side.index()];
     dir.records += 1;
     let rec = LoggedRecord {
@@ -745,8 +829,12 @@ fn on_client_hello(ctx: &mut Ctx<'_>, ch: ClientHello) {
     f.detected = true;
     f.client.get_or_insert(ctx.side);
     f.client_hellos = f.client_hellos.saturating_add(1);
-    if f.client_hello.is_none() {
-        f.client_hello = Some(ch);
+    if ctx.held.hello == NONE {
+        ctx.held.random = ch.random;
+        ctx.held.hello = ctx.memo.hellos.put(ClientHello {
+            random: [0; 32],
+            ..ch
+        });
         f.client_hello_ts = Some(ctx.ts);
     }
 }
