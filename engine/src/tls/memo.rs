@@ -39,6 +39,12 @@ pub struct MemoStats {
     pub fingerprint_misses: u64,
     pub cert_hits: u64,
     pub cert_misses: u64,
+    /// ClientHellos and server certificates stored for open sessions, and how
+    /// many of them found an equal one to share.
+    pub hellos_stored: u64,
+    pub hellos_shared: u64,
+    pub leaves_stored: u64,
+    pub leaves_shared: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -193,27 +199,33 @@ impl CertMemo {
 
 /// "No value" for a [`Store`] index.
 pub const NONE: u32 = u32::MAX;
-/// Slots of a [`Store`]'s index of recently stored values.
-const RECENT: usize = 1024;
 
 /// Values that many open sessions share, kept once per worker: the ClientHello but
 /// for its random (the same client software asking for the same server), and the
 /// server certificate. A session holds an index and a reference; the value goes
 /// when its last session does.
 ///
-/// Sharing is found through a direct-mapped index of the values stored lately (by
-/// hash, confirmed by equality): an equal value that the index no longer points to
-/// is stored again, which costs memory, never correctness. Bounded by the number of
-/// open session points (each holds at most one value of each kind); the vectors
-/// grow to their peak and are reused after that.
-#[derive(Debug)]
+/// Exact: a hash index of the values held (confirmed by equality) finds an equal
+/// one whenever there is one. Bounded by the number of open session points (each
+/// holds at most one value of each kind); the vectors and the index grow to their
+/// peak and are reused after that.
 pub struct Store<T> {
     entries: Vec<(T, u32)>,
     free: Vec<u32>,
-    recent: Box<[u32]>,
+    index: hashbrown::HashTable<u32>,
     /// Values stored (shared or not) and values that found an equal one.
     pub stored: u64,
     pub shared: u64,
+}
+
+impl<T> std::fmt::Debug for Store<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("held", &(self.entries.len() - self.free.len()))
+            .field("stored", &self.stored)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> Default for Store<T> {
@@ -221,37 +233,44 @@ impl<T> Default for Store<T> {
         Store {
             entries: Vec::new(),
             free: Vec::new(),
-            recent: vec![NONE; RECENT].into_boxed_slice(),
+            index: hashbrown::HashTable::new(),
             stored: 0,
             shared: 0,
         }
     }
 }
 
+fn hash_of<T: Hash>(v: &T) -> u64 {
+    foldhash::fast::FixedState::with_seed(0).hash_one(v)
+}
+
 impl<T: Copy + Eq + Hash> Store<T> {
     /// Stores `v` (or finds it stored) and takes a reference: its index.
     pub fn put(&mut self, v: T) -> u32 {
         self.stored += 1;
-        let r = foldhash::fast::FixedState::with_seed(0).hash_one(v) as usize % RECENT;
-        let i = self.recent[r];
-        if let Some((held, refs)) = self.entries.get_mut(i as usize) {
-            if *refs > 0 && *held == v {
-                *refs += 1;
-                self.shared += 1;
-                return i;
-            }
+        let Store {
+            entries,
+            free,
+            index,
+            ..
+        } = self;
+        let h = hash_of(&v);
+        if let Some(&i) = index.find(h, |&i| entries[i as usize].0 == v) {
+            entries[i as usize].1 += 1;
+            self.shared += 1;
+            return i;
         }
-        let i = match self.free.pop() {
+        let i = match free.pop() {
             Some(i) => {
-                self.entries[i as usize] = (v, 1);
+                entries[i as usize] = (v, 1);
                 i
             }
             None => {
-                self.entries.push((v, 1));
-                (self.entries.len() - 1) as u32
+                entries.push((v, 1));
+                (entries.len() - 1) as u32
             }
         };
-        self.recent[r] = i;
+        index.insert_unique(h, i, |&j| hash_of(&entries[j as usize].0));
         i
     }
 
@@ -265,13 +284,18 @@ impl<T: Copy + Eq + Hash> Store<T> {
 
     /// Gives back a reference taken by [`Store::put`] ([`NONE`]: nothing).
     pub fn release(&mut self, i: u32) {
-        if let Some((_, refs)) = self.entries.get_mut(i as usize) {
-            if *refs > 0 {
-                *refs -= 1;
-                if *refs == 0 {
-                    self.free.push(i);
-                }
+        let Some((v, refs)) = self.entries.get_mut(i as usize) else {
+            return;
+        };
+        if *refs == 0 {
+            return;
+        }
+        *refs -= 1;
+        if *refs == 0 {
+            if let Ok(e) = self.index.find_entry(hash_of(v), |&j| j == i) {
+                e.remove();
             }
+            self.free.push(i);
         }
     }
 
@@ -299,6 +323,10 @@ impl Memo {
             fingerprint_misses: self.fingerprints.misses,
             cert_hits: self.certs.hits,
             cert_misses: self.certs.misses,
+            hellos_stored: self.hellos.stored,
+            hellos_shared: self.hellos.shared,
+            leaves_stored: self.leaves.stored,
+            leaves_shared: self.leaves.shared,
         }
     }
 }
@@ -361,7 +389,7 @@ mod tests {
         s.release(b);
         assert_eq!(s.get(a), None);
         assert_eq!(s.live(), 1);
-        // The freed index is reused, and a stale index entry does not match it.
+        // The freed index is reused, and the value it held is found no more.
         let d = s.put(9);
         assert_eq!(d, a);
         let e = s.put(7);
@@ -369,6 +397,20 @@ mod tests {
         assert_eq!((s.get(d), s.get(e)), (Some(&9), Some(&7)));
         s.release(NONE);
         assert_eq!((s.stored, s.shared), (5, 1));
+        // Many values at once: each equal one is found, whatever else is held.
+        let idx: Vec<u32> = (0..5000u64).map(|v| s.put(v * 3)).collect();
+        for (v, &i) in (0..5000u64).zip(&idx) {
+            assert_eq!(s.put(v * 3), i);
+            assert_eq!(s.get(i), Some(&(v * 3)));
+        }
+        for &i in idx.iter().chain(&idx) {
+            s.release(i);
+        }
+        assert_eq!(s.live(), 3, "8, 9 and 7 are still held");
+        s.release(c);
+        s.release(d);
+        s.release(e);
+        assert_eq!(s.live(), 0);
     }
 
     #[test]

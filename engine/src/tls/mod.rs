@@ -73,6 +73,10 @@ impl TlsStats {
         self.memo.fingerprint_misses += o.memo.fingerprint_misses;
         self.memo.cert_hits += o.memo.cert_hits;
         self.memo.cert_misses += o.memo.cert_misses;
+        self.memo.hellos_stored += o.memo.hellos_stored;
+        self.memo.hellos_shared += o.memo.hellos_shared;
+        self.memo.leaves_stored += o.memo.leaves_stored;
+        self.memo.leaves_shared += o.memo.leaves_shared;
     }
 }
 
