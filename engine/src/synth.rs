@@ -125,6 +125,9 @@ pub struct SynthSummary {
     pub server_hellos: u64,
     pub certificates: u64,
     pub plaintext_alerts: u64,
+    /// TLS 1.2 Certificate messages from the client: with two points, the
+    /// middlebox's empty one outside, to a server that asked for one (0 in one file).
+    pub client_certificates: u64,
 }
 
 /// Writes `cfg.packets` packets of synthetic traffic to `out` as a pcap file and says
@@ -963,6 +966,7 @@ impl Session {
             match self.msg.prefix {
                 Prefix::ClientHello => summary.client_hellos += 1,
                 Prefix::ServerHello | Prefix::ServerHello12 => summary.server_hellos += 1,
+                Prefix::ClientFinished12 if self.mtls_outside() => summary.client_certificates += 1,
                 Prefix::ClientAlert if self.app == App::Tls12 => summary.plaintext_alerts += 1,
                 Prefix::ServerAlert if !self.encrypted_server_alert() => {
                     summary.plaintext_alerts += 1
@@ -2036,6 +2040,133 @@ mod tests {
         assert!(a == b, "same seed, different bytes");
         let (c, _) = generate(&config(8, 20_000));
         assert!(a != c, "different seeds, same bytes");
+    }
+
+    fn generate_two_point(cfg: &SynthConfig) -> (Vec<u8>, Vec<u8>, TwoPointSummary) {
+        let (mut inside, mut outside) = (Vec::new(), Vec::new());
+        let summary = write_two_point(cfg, &mut inside, &mut outside).unwrap();
+        (inside, outside, summary)
+    }
+
+    #[test]
+    fn test_two_point_same_seed_same_bytes() {
+        let cfg = config(7, 20_000);
+        let (a_in, a_out, sa) = generate_two_point(&cfg);
+        let (b_in, b_out, sb) = generate_two_point(&cfg);
+        assert_eq!(sa, sb);
+        assert!(a_in == b_in && a_out == b_out, "same seed, different bytes");
+        let (c_in, c_out, _) = generate_two_point(&config(8, 20_000));
+        assert!(
+            a_in != c_in && a_out != c_out,
+            "different seeds, same bytes"
+        );
+        assert_eq!(sa.inside.packets, 20_000);
+        let (e_in, e_out, s) = generate_two_point(&config(1, 0));
+        assert_eq!(
+            (e_in.len(), e_out.len(), s),
+            (24, 24, TwoPointSummary::default())
+        );
+    }
+
+    /// The two files are one traffic seen on both sides of the middlebox: the TCP
+    /// handshake passes unchanged but for the TTL, one hop lower past the middlebox,
+    /// and the session's latency (the same both ways, 0.1 to 2 ms); the only packets
+    /// with TTL 64 from a server inside or 63 + 1 from a client outside are the
+    /// middlebox's RSTs (IP ID 0, no options); the outcomes agree with the summary.
+    #[test]
+    fn test_two_point_legs() {
+        let cfg = SynthConfig {
+            failure_share: 0.6,
+            ..config(5, 40_000)
+        };
+        let (inside, outside, s) = generate_two_point(&cfg);
+        let (segs_in, segs_out) = (decode(&inside), decode(&outside));
+        assert_eq!(segs_in.len() as u64, s.inside.packets);
+        assert_eq!(segs_out.len() as u64, s.outside.packets);
+        for segs in [&segs_in, &segs_out] {
+            assert!(
+                segs.windows(2).all(|w| w[0].ts <= w[1].ts),
+                "time goes back"
+            );
+        }
+        #[derive(Default)]
+        struct Leg {
+            syn: Option<(u64, u32)>,
+            synack: Option<(u64, u32, u32)>,
+            forged: u32,
+            client_payload: bool,
+            server_payload: bool,
+        }
+        let mut legs: HashMap<Key, [Leg; 2]> = HashMap::new();
+        for (i, segs) in [&segs_in, &segs_out].into_iter().enumerate() {
+            for seg in segs {
+                let leg = &mut legs.entry(seg.key).or_default()[i];
+                let own_ttl = (seg.from_client && i == 1) || (!seg.from_client && i == 0);
+                if seg.ttl == 64 && own_ttl {
+                    assert_eq!(
+                        (seg.flags, seg.ip_id, seg.tcp_header_len),
+                        (RST | ACK, 0, 20)
+                    );
+                    leg.forged += 1;
+                    continue;
+                }
+                let want = match (seg.from_client, i) {
+                    (true, 0) => 64,
+                    (true, _) => 63,
+                    (false, 0) => seg.ttl.clamp(54, 58),
+                    (false, _) => seg.ttl.clamp(55, 59),
+                };
+                assert_eq!(seg.ttl, want);
+                if seg.flags == SYN {
+                    leg.syn = Some((seg.ts, seg.seq));
+                } else if seg.flags == SYN | ACK {
+                    leg.synack = Some((seg.ts, seg.seq, seg.ack));
+                }
+                leg.client_payload |= seg.from_client && !seg.payload.is_empty();
+                leg.server_payload |= !seg.from_client && !seg.payload.is_empty();
+            }
+        }
+        let (mut sni, mut pin, mut mtls, mut pin_cut) = (0, 0, 0, 0);
+        for [i, o] in legs.values() {
+            let (Some(syn_in), Some(syn_out)) = (i.syn, o.syn) else {
+                panic!("a session not seen at both points")
+            };
+            let lag = syn_out.0 - syn_in.0;
+            assert!((100 * NS_US..=MB_DELAY_MAX).contains(&lag), "lag {lag}");
+            assert_eq!(syn_in.1, syn_out.1);
+            if let (Some(a), Some(b)) = (i.synack, o.synack) {
+                assert_eq!((a.1, a.2), (b.1, b.2));
+                assert_eq!(a.0 - b.0, lag, "the same latency both ways");
+            }
+            match (i.forged, o.forged) {
+                (0, 0) => {}
+                // A blocked SNI: the ClientHello inside, nothing outside.
+                (1, _) if !o.client_payload => {
+                    assert!(i.client_payload && !i.server_payload && o.forged <= 1);
+                    sni += 1;
+                }
+                // A pinning client: the middlebox resets both legs (the client's leg
+                // after its FIN, unless the files ended first).
+                (1, 1) => pin += 1,
+                (0, 1) => pin_cut += 1,
+                // A client certificate required: the server's alert outside.
+                (1, 0) => {
+                    assert!(o.server_payload);
+                    mtls += 1;
+                }
+                other => panic!("forged RSTs {other:?}"),
+            }
+        }
+        assert_eq!(legs.len() as u64, s.sessions);
+        // A session cut by the end of the files: a client certificate required may
+        // already have its forged RST (the server's leg goes on); a pinning client's
+        // only the one toward the server.
+        let ended = s.clean + s.pin_rejected + s.client_cert_required + s.sni_blocked;
+        assert_eq!((sni, pin), (s.sni_blocked, s.pin_rejected));
+        assert!(mtls >= s.client_cert_required);
+        assert!(mtls - s.client_cert_required + pin_cut <= s.sessions - ended);
+        assert!(s.sni_blocked > 10 && s.pin_rejected > 10 && s.client_cert_required > 10);
+        assert!(s.clean > s.sessions / 4);
     }
 
     #[test]
