@@ -86,12 +86,7 @@ fn test_synth_tls_failures_judged() {
     let out = replay(&["-w", "1", path.to_str().unwrap()]);
     std::fs::remove_file(&path).unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let mut verdicts: HashMap<String, u64> = HashMap::new();
-    for r in records(&out.stdout) {
-        *verdicts
-            .entry(r["verdict"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
+    let verdicts = verdict_counts(&records(&out.stdout));
     let ended = s.clean
         + s.reset_by_client
         + s.reset_by_server
@@ -100,15 +95,36 @@ fn test_synth_tls_failures_judged() {
         + s.cert_rejected
         + s.handshake_failure
         + s.no_server_hello;
-    let cut = s.sessions - ended;
-    for (verdict, written) in [
-        ("client_rejected_certificate", s.cert_rejected),
-        ("handshake_parameter_mismatch", s.handshake_failure),
-        ("no_server_hello", s.no_server_hello),
-        ("rejected", s.rejected),
-    ] {
+    assert_judged(
+        &verdicts,
+        s.sessions - ended,
+        &[
+            ("client_rejected_certificate", s.cert_rejected),
+            ("handshake_parameter_mismatch", s.handshake_failure),
+            ("no_server_hello", s.no_server_hello),
+            ("rejected", s.rejected),
+        ],
+    );
+}
+
+/// Counts records by verdict.
+fn verdict_counts(records: &[Value]) -> HashMap<String, u64> {
+    let mut verdicts: HashMap<String, u64> = HashMap::new();
+    for r in records {
+        *verdicts
+            .entry(r["verdict"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    verdicts
+}
+
+/// Each `(verdict, written)`: some sessions were written with that pattern, and
+/// tapwatch judged as many that way, or at most `cut` more (sessions cut by the end
+/// of the file are not in the generator's outcome counts and may end up as anything).
+fn assert_judged(verdicts: &HashMap<String, u64>, cut: u64, expected: &[(&str, u64)]) {
+    for &(verdict, written) in expected {
         let seen = verdicts.get(verdict).copied().unwrap_or(0);
-        assert!(written > 0, "{verdict}: none written");
+        assert!(written > 10, "{verdict}: only {written} written");
         assert!(
             (written..=written + cut).contains(&seen),
             "{verdict}: {seen} judged, {written} written, {cut} cut; all: {verdicts:?}"
@@ -178,39 +194,46 @@ fn assert_tshark_clean(file: &str) {
     );
 }
 
+/// Checks `path` with tshark (clean, and the ClientHellos, ServerHellos, Certificates,
+/// ServerHelloDones and plaintext alerts that `s` counts), removes it, and returns
+/// tshark's handshake types and alert descriptions.
+fn tshark_check(path: &std::path::Path, s: &SynthSummary) -> [HashMap<String, u64>; 2] {
+    let file = path.to_str().unwrap();
+    assert_tshark_clean(file);
+    let types = tshark_counts(file, "tls.handshake.type");
+    let alerts = tshark_counts(file, "tls.alert_message.desc");
+    std::fs::remove_file(path).unwrap();
+    let n = |k: &str| types.get(k).copied().unwrap_or(0);
+    assert_eq!(n("1"), s.client_hellos, "{file}: ClientHello");
+    assert_eq!(n("2"), s.server_hellos, "{file}: ServerHello");
+    let certificates = s.certificates + s.client_certificates;
+    assert_eq!(n("11"), certificates, "{file}: Certificate");
+    assert_eq!(n("14"), s.certificates, "{file}: ServerHelloDone");
+    assert_eq!(
+        alerts.values().sum::<u64>(),
+        s.plaintext_alerts,
+        "{file}: alerts"
+    );
+    assert!(s.client_hellos > 100 && s.certificates > 10 && s.plaintext_alerts > 5);
+    [types, alerts]
+}
+
+fn count(m: &HashMap<String, u64>, k: &str) -> u64 {
+    m.get(k).copied().unwrap_or(0)
+}
+
 #[test]
 fn test_synth_tshark_clean() {
     if !have_tshark() {
         return;
     }
     let (path, s) = synth_file("tshark", &config(4, 20_000, 100, 0.5));
-    let file = path.to_str().unwrap();
-    assert_tshark_clean(file);
-    let types = tshark_counts(file, "tls.handshake.type");
-    let alerts = tshark_counts(file, "tls.alert_message.desc");
-    std::fs::remove_file(&path).unwrap();
-    let n = |m: &HashMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
-    assert_eq!(n(&types, "1"), s.client_hellos, "ClientHello");
-    assert_eq!(n(&types, "2"), s.server_hellos, "ServerHello");
-    assert_eq!(n(&types, "11"), s.certificates, "Certificate");
-    assert_eq!(n(&types, "14"), s.certificates, "ServerHelloDone");
-    assert_eq!(alerts.values().sum::<u64>(), s.plaintext_alerts, "alerts");
-    assert!(s.client_hellos > 100 && s.certificates > 10 && s.plaintext_alerts > 5);
+    let [_, alerts] = tshark_check(&path, &s);
+    let n = count;
     assert!(
         n(&alerts, "40") > 0 && n(&alerts, "48") + n(&alerts, "42") > 0,
         "handshake_failure and certificate alerts: {alerts:?}"
     );
-}
-
-/// Counts the records of a two-point replay by verdict.
-fn verdict_counts(records: &[Value]) -> HashMap<String, u64> {
-    let mut verdicts: HashMap<String, u64> = HashMap::new();
-    for r in records {
-        *verdicts
-            .entry(r["verdict"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
-    verdicts
 }
 
 /// Every pattern of `tapwatch synth --two-point` comes out, replayed as
@@ -244,19 +267,16 @@ fn test_synth_two_point_verdicts() {
     let ended = s.clean + s.pin_rejected + s.client_cert_required + s.sni_blocked;
     let cut = s.sessions - ended;
     assert_eq!(records.len() as u64, s.sessions, "one record per session");
-    for (verdict, written) in [
-        ("ok", s.clean),
-        ("client_rejected_certificate", s.pin_rejected),
-        ("server_rejected_client_certificate", s.client_cert_required),
-        ("middlebox_reset", s.sni_blocked),
-    ] {
-        let seen = verdicts.get(verdict).copied().unwrap_or(0);
-        assert!(written > 10, "{verdict}: only {written} written");
-        assert!(
-            (written..=written + cut).contains(&seen),
-            "{verdict}: {seen} judged, {written} written, {cut} cut; all: {verdicts:?}"
-        );
-    }
+    assert_judged(
+        &verdicts,
+        cut,
+        &[
+            ("ok", s.clean),
+            ("client_rejected_certificate", s.pin_rejected),
+            ("server_rejected_client_certificate", s.client_cert_required),
+            ("middlebox_reset", s.sni_blocked),
+        ],
+    );
     let judged: u64 = verdicts.values().sum();
     assert!(judged - ended <= cut, "{verdicts:?}");
 
@@ -340,26 +360,8 @@ fn test_synth_two_point_tshark_clean() {
         (&paths[0], &s.inside, "inside"),
         (&paths[1], &s.outside, "outside"),
     ] {
-        let file = path.to_str().unwrap();
-        assert_tshark_clean(file);
-        let types = tshark_counts(file, "tls.handshake.type");
-        let alerts = tshark_counts(file, "tls.alert_message.desc");
-        std::fs::remove_file(path).unwrap();
-        let n = |m: &HashMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
-        assert_eq!(n(&types, "1"), leg.client_hellos, "{name}: ClientHello");
-        assert_eq!(n(&types, "2"), leg.server_hellos, "{name}: ServerHello");
-        assert_eq!(
-            n(&types, "11"),
-            leg.certificates + leg.client_certificates,
-            "{name}: Certificate"
-        );
-        assert_eq!(n(&types, "14"), leg.certificates, "{name}: ServerHelloDone");
-        assert_eq!(
-            alerts.values().sum::<u64>(),
-            leg.plaintext_alerts,
-            "{name}: alerts"
-        );
-        assert!(leg.client_hellos > 100 && leg.certificates > 10 && leg.plaintext_alerts > 5);
+        let [types, alerts] = tshark_check(path, leg);
+        let n = count;
         if name == "inside" {
             assert_eq!(n(&types, "13"), 0, "a CertificateRequest inside");
             assert_eq!(leg.client_certificates, 0);
