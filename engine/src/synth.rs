@@ -40,6 +40,17 @@
 //! the defaults a session averages about 38 packets and the capture runs at about
 //! 500 000 packets (3 Gbit/s) per second of capture time.
 //!
+//! Two capture points ([`write_two_point`], `tapwatch synth --two-point`): the same
+//! sessions as seen on both sides of a transparent TLS-inspecting middlebox, one file
+//! per side. Each session is run twice in lockstep, one copy per leg, from the same
+//! random stream (so with the same steps and times); the copies differ in the bytes
+//! they write (the middlebox's ClientHello outside, its ServerHello and re-signed
+//! certificate inside), TTLs and MACs, and where the middlebox acts instead of
+//! passing a message on: it resets both legs when a pinning client rejects its
+//! certificate, resets the client when the server wants the client certificate it
+//! does not have, and drops a ClientHello whose SNI it blocks. See
+//! [`write_two_point`] and [`TwoPointSummary`].
+//!
 //! Determinism: the output is a pure function of the [`SynthConfig`]; the same
 //! configuration gives the same bytes on every run and platform (integer and exact
 //! floating-point arithmetic only, no libm, no clock, no hash-map iteration order).
