@@ -710,6 +710,10 @@ impl Session {
             Step::FinAck(closer) => {
                 let other = closer.other();
                 let len = self.pure(now, frame, other, FIN | ACK);
+                if self.mtls_outside() {
+                    // The middlebox closes its leg to the server itself.
+                    middlebox_made(frame, None);
+                }
                 self.seq[other as usize] = self.seq[other as usize].wrapping_add(1);
                 self.step = Step::LastAck(closer);
                 (len, Next::After(self.turn(closer)))
@@ -761,12 +765,7 @@ impl Session {
         let from = toward.other();
         let (seq, ack) = (self.seq[from as usize], self.seq[toward as usize]);
         let len = self.packet(now, frame, from, RST | ACK, seq, ack, Opts::None, 0);
-        let ip = &mut frame[14..34];
-        ip[4..6].copy_from_slice(&[0, 0]);
-        ip[8] = 64;
-        ip[10..12].copy_from_slice(&[0, 0]);
-        let sum = checksum(ip, 0);
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        middlebox_made(frame, Some(0));
         len
     }
 
@@ -1366,6 +1365,19 @@ impl Opts {
     }
 }
 
+/// Makes the IPv4 header of `frame` the middlebox's own: its initial TTL 64 (not one
+/// hop less than the sender's) and, if given, its IP ID.
+fn middlebox_made(frame: &mut [u8], ip_id: Option<u16>) {
+    let ip = &mut frame[14..34];
+    if let Some(id) = ip_id {
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+    }
+    ip[8] = 64;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let sum = checksum(ip, 0);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
 /// The length of a stream of application_data records carrying about `want` bytes,
 /// adjusted so that its last record is a valid one.
 fn tls_records_len(want: u32) -> u32 {
@@ -1738,7 +1750,7 @@ const STREAM_MIDDLEBOX: u64 = 5;
 ///
 /// The middlebox keeps the 5-tuple and the TCP handshake (SYN, SYN-ACK and the ACK
 /// pass unchanged, so clock-offset estimation has pairs), routes (TTL one lower past
-/// it; its own packets have TTL 64 and IP ID 0) and takes `mb_delay` (0.1 to 2 ms per
+/// it; its own packets have TTL 64, its RSTs IP ID 0) and takes `mb_delay` (0.1 to 2 ms per
 /// session) each way: a client's packet appears outside that much after inside, a
 /// server's inside that much after outside. It terminates TLS flight by flight:
 /// inside the client gets the middlebox's ServerHello and, in TLS 1.2, a leaf with
@@ -2083,7 +2095,8 @@ mod tests {
     /// handshake passes unchanged but for the TTL, one hop lower past the middlebox,
     /// and the session's latency (the same both ways, 0.1 to 2 ms); the only packets
     /// with TTL 64 from a server inside or 63 + 1 from a client outside are the
-    /// middlebox's RSTs (IP ID 0, no options); the outcomes agree with the summary.
+    /// middlebox's RSTs (IP ID 0, no options) and its FINs toward a server that wanted a
+    /// client certificate; the outcomes agree with the summary.
     #[test]
     fn test_two_point_legs() {
         let cfg = SynthConfig {
@@ -2105,6 +2118,7 @@ mod tests {
             syn: Option<(u64, u32)>,
             synack: Option<(u64, u32, u32)>,
             forged: u32,
+            mb_fin: bool,
             client_payload: bool,
             server_payload: bool,
         }
@@ -2113,6 +2127,12 @@ mod tests {
             for seg in segs {
                 let leg = &mut legs.entry(seg.key).or_default()[i];
                 let own_ttl = (seg.from_client && i == 1) || (!seg.from_client && i == 0);
+                if seg.ttl == 64 && own_ttl && seg.flags == FIN | ACK {
+                    // Its FIN closing the leg to a server that wanted a certificate.
+                    assert!(seg.from_client && i == 1);
+                    leg.mb_fin = true;
+                    continue;
+                }
                 if seg.ttl == 64 && own_ttl {
                     assert_eq!(
                         (seg.flags, seg.ip_id, seg.tcp_header_len),
@@ -2137,7 +2157,7 @@ mod tests {
                 leg.server_payload |= !seg.from_client && !seg.payload.is_empty();
             }
         }
-        let (mut sni, mut pin, mut mtls, mut pin_cut) = (0, 0, 0, 0);
+        let (mut sni, mut pin, mut mtls, mut pin_cut, mut mtls_closed) = (0, 0, 0, 0, 0);
         for [i, o] in legs.values() {
             let (Some(syn_in), Some(syn_out)) = (i.syn, o.syn) else {
                 panic!("a session not seen at both points")
@@ -2164,6 +2184,7 @@ mod tests {
                 (1, 0) => {
                     assert!(o.server_payload);
                     mtls += 1;
+                    mtls_closed += u64::from(o.mb_fin);
                 }
                 other => panic!("forged RSTs {other:?}"),
             }
@@ -2175,6 +2196,7 @@ mod tests {
         let ended = s.clean + s.pin_rejected + s.client_cert_required + s.sni_blocked;
         assert_eq!((sni, pin), (s.sni_blocked, s.pin_rejected));
         assert!(mtls >= s.client_cert_required);
+        assert!(mtls_closed >= s.client_cert_required && mtls_closed <= mtls);
         assert!(mtls - s.client_cert_required + pin_cut <= s.sessions - ended);
         assert!(s.sni_blocked > 10 && s.pin_rejected > 10 && s.client_cert_required > 10);
         assert!(s.clean > s.sessions / 4);
