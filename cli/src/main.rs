@@ -279,9 +279,18 @@ struct ReadArgs {
 
 #[derive(Args, Debug)]
 struct SynthArgs {
-    /// Output pcap file.
+    /// Output pcap file; with --two-point, the prefix of the two files
+    /// (PATH.inside.pcap and PATH.outside.pcap; a trailing .pcap is dropped first).
     #[arg(short, long, value_name = "PATH")]
     output: PathBuf,
+    /// Write the traffic as seen on both sides of a transparent TLS-inspecting
+    /// middlebox, one file per capture point (replay them as `inside=... outside=...`).
+    /// --packets counts the inside file's frames; --failure-share is the share of TLS
+    /// sessions the middlebox breaks: a client that pins the certificate rejects the
+    /// re-signed one, a server that wants a client certificate gets none, or the SNI
+    /// is blocked by forged RSTs.
+    #[arg(long)]
+    two_point: bool,
     /// Packets to write.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     packets: u64,
@@ -658,6 +667,9 @@ fn synth(args: SynthArgs) -> Result<i32> {
         failure_share: args.failure_share,
         ..engine::synth::SynthConfig::default()
     };
+    if args.two_point {
+        return synth_two_point(&args, &cfg);
+    }
     let file = File::create(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let started = Instant::now();
@@ -676,9 +688,77 @@ fn synth(args: SynthArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The two files `tapwatch synth --two-point -o PATH` writes: PATH.inside.pcap and
+/// PATH.outside.pcap, after dropping a trailing `.pcap` from PATH.
+fn two_point_paths(output: &std::path::Path) -> (PathBuf, PathBuf) {
+    let mut prefix = output.as_os_str().to_owned();
+    if let Some(stem) = output
+        .to_str()
+        .and_then(|p| p.strip_suffix(".pcap"))
+        .filter(|s| !s.is_empty() && !s.ends_with('/'))
+    {
+        prefix = stem.into();
+    }
+    let with = |suffix: &str| {
+        let mut p = prefix.clone();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    (with(".inside.pcap"), with(".outside.pcap"))
+}
+
+fn synth_two_point(args: &SynthArgs, cfg: &engine::synth::SynthConfig) -> Result<i32> {
+    let (inside, outside) = two_point_paths(&args.output);
+    let create = |path: &PathBuf| {
+        File::create(path).with_context(|| format!("cannot create {}", path.display()))
+    };
+    let (fin, fout) = (create(&inside)?, create(&outside)?);
+    let started = Instant::now();
+    let s = engine::synth::write_two_point(cfg, fin, fout)
+        .with_context(|| format!("writing {} and {}", inside.display(), outside.display()))?;
+    eprintln!(
+        "tapwatch synth: {} sessions ({} TLS 1.3, {} TLS 1.2): {} clean, {} certificate rejected by a pinning client, {} client certificate required, {} SNI blocked, {} cut by the end in {:.2} s\n  inside:  {} packets, {} bytes -> {}\n  outside: {} packets, {} bytes -> {}",
+        s.sessions,
+        s.tls13,
+        s.tls12,
+        s.clean,
+        s.pin_rejected,
+        s.client_cert_required,
+        s.sni_blocked,
+        s.sessions - s.clean - s.pin_rejected - s.client_cert_required - s.sni_blocked,
+        started.elapsed().as_secs_f64(),
+        s.inside.packets,
+        s.inside.bytes,
+        inside.display(),
+        s.outside.packets,
+        s.outside.bytes,
+        outside.display(),
+    );
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_two_point_paths() {
+        let p = |s: &str| {
+            let (a, b) = two_point_paths(std::path::Path::new(s));
+            (a.display().to_string(), b.display().to_string())
+        };
+        let both = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            p("/tmp/x"),
+            both("/tmp/x.inside.pcap", "/tmp/x.outside.pcap")
+        );
+        assert_eq!(p("x.pcap"), both("x.inside.pcap", "x.outside.pcap"));
+        assert_eq!(p(".pcap"), both(".pcap.inside.pcap", ".pcap.outside.pcap"));
+        assert_eq!(
+            p("d/.pcap"),
+            both("d/.pcap.inside.pcap", "d/.pcap.outside.pcap")
+        );
+    }
 
     #[test]
     fn test_parse_clock_offset_exact_nanoseconds() {

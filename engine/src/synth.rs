@@ -40,6 +40,17 @@
 //! the defaults a session averages about 38 packets and the capture runs at about
 //! 500 000 packets (3 Gbit/s) per second of capture time.
 //!
+//! Two capture points ([`write_two_point`], `tapwatch synth --two-point`): the same
+//! sessions as seen on both sides of a transparent TLS-inspecting middlebox, one file
+//! per side. Each session is run twice in lockstep, one copy per leg, from the same
+//! random stream (so with the same steps and times); the copies differ in the bytes
+//! they write (the middlebox's ClientHello outside, its ServerHello and re-signed
+//! certificate inside), TTLs and MACs, and where the middlebox acts instead of
+//! passing a message on: it resets both legs when a pinning client rejects its
+//! certificate, resets the client when the server wants the client certificate it
+//! does not have, and drops a ClientHello whose SNI it blocks. See
+//! [`write_two_point`] and [`TwoPointSummary`].
+//!
 //! Determinism: the output is a pure function of the [`SynthConfig`]; the same
 //! configuration gives the same bytes on every run and platform (integer and exact
 //! floating-point arithmetic only, no libm, no clock, no hash-map iteration order).
@@ -125,6 +136,9 @@ pub struct SynthSummary {
     pub server_hellos: u64,
     pub certificates: u64,
     pub plaintext_alerts: u64,
+    /// TLS 1.2 Certificate messages from the client: with two points, the
+    /// middlebox's empty one outside, to a server that asked for one (0 in one file).
+    pub client_certificates: u64,
 }
 
 /// Writes `cfg.packets` packets of synthetic traffic to `out` as a pcap file and says
@@ -237,6 +251,10 @@ const TLS_FULL_RECORD: u32 = 5 + 16384 + 1 + 16;
 const TLS_MIN_RECORD: u32 = 5 + 1 + 16;
 
 const GATEWAY_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0xfe];
+/// Two points: the middlebox's outside interface (inside it is the clients'
+/// gateway, [`GATEWAY_MAC`]) and the next router toward the servers.
+const MB_OUTSIDE_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x01, 0xfe];
+const UPSTREAM_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x01, 0x01];
 
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
@@ -275,6 +293,23 @@ enum Outcome {
     HandshakeFailure,
     /// TLS: the server ACKs the ClientHello and says nothing more.
     NoServerHello,
+    /// Two points only: the server asks the middlebox for a client certificate, gets
+    /// none and answers with a fatal alert; the middlebox resets the client.
+    ClientCertRequired,
+    /// Two points only: the middlebox drops the ClientHello (its SNI is blocked) and
+    /// resets the client (and, for half of these sessions, the server).
+    SniBlocked,
+}
+
+/// Which capture point a session's packets are written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leg {
+    /// One capture point near the clients, no middlebox ([`write_pcap`]).
+    Only,
+    /// The client's side of the middlebox ([`write_two_point`]).
+    Inside,
+    /// The server's side of the middlebox.
+    Outside,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,6 +345,9 @@ enum Step {
     FinAck(Dir),
     /// The closing side's last ACK.
     LastAck(Dir),
+    /// Two points: the middlebox's forged RST toward the client (inside), and for a
+    /// blocked SNI with `reset_both` toward the server (outside).
+    MbRst,
 }
 
 /// What opens a message: bytes written whole into its first segment.
@@ -416,6 +454,11 @@ struct Session {
     /// The session's number, for URLs.
     number: u64,
     msg: Msg,
+    /// Two points: which leg this copy of the session writes, the middlebox's
+    /// latency (each way), and whether it resets the server too when it blocks.
+    leg: Leg,
+    mb_delay: u64,
+    reset_both: bool,
 }
 
 /// What a session's packet leads to.
@@ -452,6 +495,9 @@ impl Session {
             salt: 0,
             number: 0,
             msg: Msg::EMPTY,
+            leg: Leg::Only,
+            mb_delay: 0,
+            reset_both: false,
         }
     }
 
@@ -548,6 +594,9 @@ impl Session {
             salt,
             number: n,
             msg: Msg::EMPTY,
+            leg: Leg::Only,
+            mb_delay: 0,
+            reset_both: false,
         };
     }
 
@@ -605,13 +654,16 @@ impl Session {
                 (len, Next::After(self.rng.range(20 * NS_US, 200 * NS_US)))
             }
             Step::Data(dir) => {
+                if let Some(diverted) = self.divert(now, frame, dir) {
+                    return diverted;
+                }
                 let len = self.data_segment(now, frame, dir, bufs, summary);
                 let next = match dir {
                     Dir::Client if self.msg.done() => self.request_done(),
                     Dir::Client => Next::After(self.spacing()),
                     Dir::Server => {
                         self.unacked += 1;
-                        if self.msg.done() && self.outcome == Outcome::HandshakeFailure {
+                        if self.msg.done() && self.msg.prefix == Prefix::ServerAlert {
                             // The server closes right after its alert.
                             self.step = Step::Fin(Dir::Server);
                             Next::After(self.spacing())
@@ -647,12 +699,21 @@ impl Session {
             Step::Fin(closer) => {
                 let len = self.pure(now, frame, closer, FIN | ACK);
                 self.seq[closer as usize] = self.seq[closer as usize].wrapping_add(1);
+                if self.leg != Leg::Only && self.outcome == Outcome::CertRejected {
+                    // The middlebox answers the client's FIN with a forged RST.
+                    self.step = Step::MbRst;
+                    return (len, Next::After(self.mb_delay));
+                }
                 self.step = Step::FinAck(closer);
                 (len, Next::After(self.turn(closer.other())))
             }
             Step::FinAck(closer) => {
                 let other = closer.other();
                 let len = self.pure(now, frame, other, FIN | ACK);
+                if self.mtls_outside() {
+                    // The middlebox closes its leg to the server itself.
+                    middlebox_made(frame, None);
+                }
                 self.seq[other as usize] = self.seq[other as usize].wrapping_add(1);
                 self.step = Step::LastAck(closer);
                 (len, Next::After(self.turn(closer)))
@@ -661,7 +722,82 @@ impl Session {
                 let len = self.pure(now, frame, closer, ACK);
                 (len, Next::Done(self.outcome))
             }
+            Step::MbRst => {
+                let len = match self.leg {
+                    Leg::Inside => self.forged_rst(now, frame, Dir::Client),
+                    Leg::Outside if self.reset_both => self.forged_rst(now, frame, Dir::Server),
+                    _ => 0,
+                };
+                (len, Next::Done(self.outcome))
+            }
         }
+    }
+
+    /// Two points: a data step that this leg does not carry as the other does (the
+    /// middlebox acts instead of passing the message on). `None` for every step of
+    /// the one-point generator.
+    fn divert(&mut self, now: u64, frame: &mut [u8], dir: Dir) -> Option<(usize, Next)> {
+        match (self.leg, self.outcome, dir, self.msg.prefix) {
+            // The blocked ClientHello never leaves the middlebox.
+            (Leg::Outside, Outcome::SniBlocked, Dir::Client, Prefix::ClientHello) => {
+                self.msg.started = true;
+                Some((0, self.request_done()))
+            }
+            // The client's alert is not passed on: the middlebox resets its leg to the
+            // server instead.
+            (Leg::Outside, Outcome::CertRejected, Dir::Client, Prefix::ClientAlert) => Some((
+                self.forged_rst(now, frame, Dir::Server),
+                Next::Done(self.outcome),
+            )),
+            // Neither is the server's alert: the middlebox resets the client.
+            (Leg::Inside, Outcome::ClientCertRequired, Dir::Server, Prefix::ServerAlert) => Some((
+                self.forged_rst(now, frame, Dir::Client),
+                Next::Done(self.outcome),
+            )),
+            _ => None,
+        }
+    }
+
+    /// An RST/ACK that the middlebox sends toward `toward` in the other end's name: at
+    /// that end's next sequence number (in the window), without options, window 0,
+    /// with the middlebox's own TTL 64 and IP ID 0 (as a Linux firewall's REJECT).
+    fn forged_rst(&mut self, now: u64, frame: &mut [u8], toward: Dir) -> usize {
+        let from = toward.other();
+        let (seq, ack) = (self.seq[from as usize], self.seq[toward as usize]);
+        let len = self.packet(now, frame, from, RST | ACK, seq, ack, Opts::None, 0);
+        middlebox_made(frame, Some(0));
+        len
+    }
+
+    /// The TLS 1.2 Certificate and ServerHelloDone records of this leg: the real chain
+    /// (with a CertificateRequest when the server wants a client certificate), or
+    /// inside the middlebox's re-signed leaf and its inspection CA.
+    fn flight<'a>(&self, bufs: &'a Bufs) -> &'a [u8] {
+        match (self.leg, self.outcome) {
+            (Leg::Inside, _) => &bufs.inspect_flight,
+            (Leg::Outside, Outcome::ClientCertRequired) => &bufs.mtls_flight,
+            _ => &bufs.cert_flight,
+        }
+    }
+
+    fn flight_len(&self) -> u32 {
+        (match (self.leg, self.outcome) {
+            (Leg::Inside, _) => INSPECT_FLIGHT_LEN,
+            (Leg::Outside, Outcome::ClientCertRequired) => MTLS_FLIGHT_LEN,
+            _ => CERT_FLIGHT_LEN,
+        }) as u32
+    }
+
+    /// The middlebox's own handshake toward the server, outside, when the server wants
+    /// a client certificate: it has none to send.
+    fn mtls_outside(&self) -> bool {
+        self.leg == Leg::Outside && self.outcome == Outcome::ClientCertRequired
+    }
+
+    /// The server's alert is TLS 1.3's encrypted certificate_required (the
+    /// one-point handshake_failure alert is always in the clear).
+    fn encrypted_server_alert(&self) -> bool {
+        self.outcome == Outcome::ClientCertRequired && self.app == App::Tls13
     }
 
     /// The client's reaction time to a server packet (the tap sits near the client).
@@ -732,9 +868,24 @@ impl Session {
                 return Next::After(self.turn(Dir::Server) + self.think(20 * NS_US));
             }
             (Outcome::CertRejected, 1) => {
-                // The client closes right after its alert.
+                // The client closes right after its alert (behind a middlebox, by FIN).
                 self.step = self.client_close();
+                if self.leg != Leg::Only {
+                    self.step = Step::Fin(Dir::Client);
+                }
                 return Next::After(self.spacing());
+            }
+            (Outcome::SniBlocked, 0) => {
+                self.step = Step::MbRst;
+                return Next::After(self.mb_delay);
+            }
+            (Outcome::ClientCertRequired, 1) => {
+                // TLS 1.2: the client's (empty) Certificate, ClientKeyExchange and
+                // Finished; TLS 1.3: its empty Certificate and Finished. A fatal alert.
+                self.msg = Msg::new(Prefix::ServerAlert, Body::Raw, 0);
+                self.unacked = 0;
+                self.step = Step::Data(Dir::Server);
+                return Next::After(self.turn(Dir::Server) + self.think(20 * NS_US));
             }
             _ => {}
         }
@@ -754,11 +905,7 @@ impl Session {
                 Body::TlsRecords,
                 tls_records_len(self.rng.range(2000, 4500) as u32),
             ),
-            (App::Tls12, 0) => Msg::new(
-                Prefix::ServerHello12,
-                Body::CertFlight,
-                CERT_FLIGHT_LEN as u32,
-            ),
+            (App::Tls12, 0) => Msg::new(Prefix::ServerHello12, Body::CertFlight, self.flight_len()),
             (App::Tls12, 1) => Msg::new(Prefix::ServerFinished12, Body::Raw, 0),
             (App::Tls13 | App::Tls12, _) => {
                 Msg::new(Prefix::None, Body::TlsRecords, tls_records_len(size))
@@ -829,8 +976,11 @@ impl Session {
             match self.msg.prefix {
                 Prefix::ClientHello => summary.client_hellos += 1,
                 Prefix::ServerHello | Prefix::ServerHello12 => summary.server_hellos += 1,
+                Prefix::ClientFinished12 if self.mtls_outside() => summary.client_certificates += 1,
                 Prefix::ClientAlert if self.app == App::Tls12 => summary.plaintext_alerts += 1,
-                Prefix::ServerAlert => summary.plaintext_alerts += 1,
+                Prefix::ServerAlert if !self.encrypted_server_alert() => {
+                    summary.plaintext_alerts += 1
+                }
                 _ => {}
             }
         }
@@ -844,13 +994,36 @@ impl Session {
                 Prefix::ServerHello => self.server_hello(out),
                 Prefix::ClientFinished => {
                     out[..6].copy_from_slice(&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
-                    out[6..11].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 53]);
+                    // Outside, to a server that asked for a client certificate, the
+                    // middlebox's empty Certificate first: 4 + 4 + inner type 1 + tag
+                    // 16 = 25 bytes.
+                    let cert = if self.mtls_outside() {
+                        out[6..11].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 25]);
+                        let at = (self.salt as usize ^ 0x2525) & NOISE_MASK;
+                        out[11..36].copy_from_slice(&noise[at..at + 25]);
+                        30
+                    } else {
+                        0
+                    };
+                    let fin = &mut out[6 + cert..];
+                    fin[..5].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 53]);
                     let at = (self.salt as usize ^ 0x5a5a) & NOISE_MASK;
-                    out[11..64].copy_from_slice(&noise[at..at + 53]);
-                    64
+                    fin[5..58].copy_from_slice(&noise[at..at + 53]);
+                    64 + cert
                 }
                 Prefix::ServerHello12 => self.server_hello12(out),
                 Prefix::ClientFinished12 => {
+                    // Outside, to a server that asked for a client certificate, the
+                    // middlebox's Certificate with an empty list first.
+                    let cert = if self.mtls_outside() {
+                        out[..12].copy_from_slice(&[
+                            0x16, 0x03, 0x03, 0x00, 0x07, 0x0b, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00,
+                        ]);
+                        12
+                    } else {
+                        0
+                    };
+                    let out = &mut out[cert..];
                     // ClientKeyExchange: the premaster secret encrypted to the leaf's
                     // RSA-2048 key (256 bytes).
                     out[..11].copy_from_slice(&[
@@ -858,7 +1031,7 @@ impl Session {
                     ]);
                     let at = (self.salt as usize ^ 0x1234) & NOISE_MASK;
                     out[11..267].copy_from_slice(&noise[at..at + 256]);
-                    tls12_finished(&mut out[267..], noise, self.salt as usize ^ 0x3c3c) + 267
+                    tls12_finished(&mut out[267..], noise, self.salt as usize ^ 0x3c3c) + 267 + cert
                 }
                 Prefix::ServerFinished12 => tls12_finished(out, noise, self.salt as usize ^ 0x7e7e),
                 Prefix::ClientAlert => match self.app {
@@ -877,6 +1050,13 @@ impl Session {
                         30
                     }
                 },
+                Prefix::ServerAlert if self.encrypted_server_alert() => {
+                    // TLS 1.3 certificate_required, encrypted: 2 + 1 + 16.
+                    out[..5].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 19]);
+                    let at = (self.salt as usize ^ 0x7474) & NOISE_MASK;
+                    out[5..24].copy_from_slice(&noise[at..at + 19]);
+                    24
+                }
                 Prefix::ServerAlert => {
                     out[..7].copy_from_slice(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
                     7
@@ -899,7 +1079,7 @@ impl Session {
             }
             Body::CertFlight => {
                 let at = self.msg.body_sent as usize;
-                out.copy_from_slice(&bufs.cert_flight[at..at + take]);
+                out.copy_from_slice(&self.flight(bufs)[at..at + take]);
             }
         }
         self.msg.body_sent += take as u32;
@@ -923,15 +1103,28 @@ impl Session {
         c.put(&[32]);
         c.random(self.tls_key ^ 2, 32);
         let tls13 = self.app != App::Tls12;
-        if tls13 {
-            c.put(&[0x00, 30, 0x13, 0x01, 0x13, 0x02, 0x13, 0x03]);
+        if self.leg == Leg::Outside {
+            // The middlebox's own TLS stack: fewer suites, another order (another
+            // JA3/JA4), still with the ones the servers choose.
+            if tls13 {
+                c.put(&[0x00, 18, 0x13, 0x02, 0x13, 0x03, 0x13, 0x01]);
+            } else {
+                c.put(&[0x00, 12]);
+            }
+            c.put(&[
+                0xc0, 0x2c, 0xc0, 0x30, 0xc0, 0x2b, 0xc0, 0x2f, 0x00, 0x9d, 0x00, 0x9c,
+            ]);
         } else {
-            c.put(&[0x00, 24]);
+            if tls13 {
+                c.put(&[0x00, 30, 0x13, 0x01, 0x13, 0x02, 0x13, 0x03]);
+            } else {
+                c.put(&[0x00, 24]);
+            }
+            c.put(&[
+                0xc0, 0x2b, 0xc0, 0x2f, 0xc0, 0x2c, 0xc0, 0x30, 0xcc, 0xa9, 0xcc, 0xa8, 0xc0, 0x13,
+                0xc0, 0x14, 0x00, 0x9c, 0x00, 0x9d, 0x00, 0x2f, 0x00, 0x35,
+            ]);
         }
-        c.put(&[
-            0xc0, 0x2b, 0xc0, 0x2f, 0xc0, 0x2c, 0xc0, 0x30, 0xcc, 0xa9, 0xcc, 0xa8, 0xc0, 0x13,
-            0xc0, 0x14, 0x00, 0x9c, 0x00, 0x9d, 0x00, 0x2f, 0x00, 0x35,
-        ]);
         c.put(&[0x01, 0x00]);
         let ext_len_at = c.pos;
         c.put(&[0, 0]);
@@ -1055,26 +1248,33 @@ impl Session {
         payload: usize,
     ) -> usize {
         let d = dir as usize;
-        let (src, dst, sport, dport, ttl) = match dir {
+        let (src, dst, sport, dport) = match dir {
             Dir::Client => (
                 self.client_ip,
                 self.server_ip,
                 self.client_port,
                 self.server_port,
-                64,
             ),
             Dir::Server => (
                 self.server_ip,
                 self.client_ip,
                 self.server_port,
                 self.client_port,
-                self.server_ttl,
             ),
         };
+        // The middlebox routes: one hop less past it.
+        let ttl = match (self.leg, dir) {
+            (Leg::Outside, Dir::Client) => 63,
+            (_, Dir::Client) => 64,
+            (Leg::Inside, Dir::Server) => self.server_ttl - 1,
+            (_, Dir::Server) => self.server_ttl,
+        };
         let client_mac = [0x02, 0x00, 0xc6, 0x12, self.client_ip[2], self.client_ip[3]];
-        let (smac, dmac) = match dir {
-            Dir::Client => (client_mac, GATEWAY_MAC),
-            Dir::Server => (GATEWAY_MAC, client_mac),
+        let (smac, dmac) = match (self.leg, dir) {
+            (Leg::Outside, Dir::Client) => (MB_OUTSIDE_MAC, UPSTREAM_MAC),
+            (Leg::Outside, Dir::Server) => (UPSTREAM_MAC, MB_OUTSIDE_MAC),
+            (_, Dir::Client) => (client_mac, GATEWAY_MAC),
+            (_, Dir::Server) => (GATEWAY_MAC, client_mac),
         };
         let tcp_hl = opts.header_len();
         let tcp_len = tcp_hl + payload;
@@ -1165,6 +1365,19 @@ impl Opts {
     }
 }
 
+/// Makes the IPv4 header of `frame` the middlebox's own: its initial TTL 64 (not one
+/// hop less than the sender's) and, if given, its IP ID.
+fn middlebox_made(frame: &mut [u8], ip_id: Option<u16>) {
+    let ip = &mut frame[14..34];
+    if let Some(id) = ip_id {
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+    }
+    ip[8] = 64;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let sum = checksum(ip, 0);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
 /// The length of a stream of application_data records carrying about `want` bytes,
 /// adjusted so that its last record is a valid one.
 fn tls_records_len(want: u32) -> u32 {
@@ -1219,30 +1432,61 @@ fn tls12_finished(out: &mut [u8], noise: &[u8], salt: usize) -> usize {
 /// OpenSSL by `synth/make-certs.sh`.
 const LEAF_DER: &[u8] = include_bytes!("synth/leaf.der");
 const CA_DER: &[u8] = include_bytes!("synth/ca.der");
+/// Two points: what the TLS-inspecting middlebox shows the client instead, a leaf
+/// with the same names re-signed by its own "Synth Inspection CA", and that CA
+/// (`synth/make-certs.sh inspect`).
+const INSPECT_LEAF_DER: &[u8] = include_bytes!("synth/inspect-leaf.der");
+const INSPECT_CA_DER: &[u8] = include_bytes!("synth/inspect-ca.der");
+
+/// A TLS 1.2 CertificateRequest record (RFC 5246 7.4.4): certificate types
+/// rsa_sign and ecdsa_sign, three signature algorithms, no CA names.
+const CERT_REQUEST: [u8; 22] = [
+    0x16, 0x03, 0x03, 0x00, 17, 0x0d, 0x00, 0x00, 13, 2, 1, 64, 0x00, 6, 0x04, 0x01, 0x08, 0x04,
+    0x04, 0x03, 0x00, 0x00,
+];
 
 /// Certificate record (header 5, handshake header 4, list length 3, each certificate
-/// with its 3-byte length) and ServerHelloDone record (5 + 4).
-const CERT_FLIGHT_LEN: usize = 5 + 4 + 3 + 3 + LEAF_DER.len() + 3 + CA_DER.len() + 9;
+/// with its 3-byte length), a CertificateRequest record if asked, and the
+/// ServerHelloDone record (5 + 4).
+const fn flight_len(leaf: &[u8], ca: &[u8], cert_request: bool) -> usize {
+    5 + 4
+        + 3
+        + 3
+        + leaf.len()
+        + 3
+        + ca.len()
+        + 9
+        + if cert_request { CERT_REQUEST.len() } else { 0 }
+}
 
-/// The bytes of [`Body::CertFlight`].
-fn cert_flight() -> Vec<u8> {
+const CERT_FLIGHT_LEN: usize = flight_len(LEAF_DER, CA_DER, false);
+const INSPECT_FLIGHT_LEN: usize = flight_len(INSPECT_LEAF_DER, INSPECT_CA_DER, false);
+const MTLS_FLIGHT_LEN: usize = flight_len(LEAF_DER, CA_DER, true);
+
+/// The bytes of [`Body::CertFlight`]: `leaf` and `ca` in a Certificate message, a
+/// CertificateRequest if `cert_request`, ServerHelloDone.
+fn cert_flight(leaf: &[u8], ca: &[u8], cert_request: bool) -> Vec<u8> {
     fn u24(v: usize) -> [u8; 3] {
         let b = (v as u32).to_be_bytes();
         [b[1], b[2], b[3]]
     }
-    let list = 3 + LEAF_DER.len() + 3 + CA_DER.len();
-    let mut f = Vec::with_capacity(CERT_FLIGHT_LEN);
+    let len = flight_len(leaf, ca, cert_request);
+    let list = 3 + leaf.len() + 3 + ca.len();
+    let mut f = Vec::with_capacity(len);
     f.extend_from_slice(&[0x16, 0x03, 0x03]);
     f.extend_from_slice(&((4 + 3 + list) as u16).to_be_bytes());
     f.push(0x0b);
     f.extend_from_slice(&u24(3 + list));
     f.extend_from_slice(&u24(list));
-    for der in [LEAF_DER, CA_DER] {
+    for der in [leaf, ca] {
         f.extend_from_slice(&u24(der.len()));
         f.extend_from_slice(der);
     }
+    if cert_request {
+        f.extend_from_slice(&CERT_REQUEST);
+    }
     f.extend_from_slice(&[0x16, 0x03, 0x03, 0x00, 0x04, 0x0e, 0x00, 0x00, 0x00]);
-    debug_assert_eq!(f.len(), CERT_FLIGHT_LEN);
+    debug_assert_eq!(f.len(), len);
     f
 }
 
@@ -1250,8 +1494,24 @@ fn cert_flight() -> Vec<u8> {
 struct Bufs {
     /// Pseudo-random bytes that encrypted records and bodies are copied from.
     noise: Vec<u8>,
-    /// See [`cert_flight`].
+    /// See [`cert_flight`]: the servers' chain, the middlebox's re-signed one, and
+    /// the servers' chain with a CertificateRequest.
     cert_flight: Vec<u8>,
+    inspect_flight: Vec<u8>,
+    mtls_flight: Vec<u8>,
+}
+
+impl Bufs {
+    fn new(seed: u64) -> Bufs {
+        let mut noise = vec![0u8; NOISE_LEN];
+        Rng::new(derive(seed, STREAM_NOISE, 0)).fill(&mut noise);
+        Bufs {
+            noise,
+            cert_flight: cert_flight(LEAF_DER, CA_DER, false),
+            inspect_flight: cert_flight(INSPECT_LEAF_DER, INSPECT_CA_DER, false),
+            mtls_flight: cert_flight(LEAF_DER, CA_DER, true),
+        }
+    }
 }
 
 /// "HTTP/1.1 200 OK" with a Content-Length of `body`.
@@ -1350,6 +1610,16 @@ struct Params {
 const HOST_MUL: u64 = 40_503;
 
 impl Params {
+    fn new(cfg: &SynthConfig) -> Params {
+        let mut tuple_rng = Rng::new(derive(cfg.seed, STREAM_TUPLE, 0));
+        Params {
+            seed: cfg.seed,
+            failure_share: cfg.failure_share,
+            host_add: tuple_rng.below(CLIENT_HOSTS),
+            port_salt: tuple_rng.next_u64(),
+        }
+    }
+
     /// The client host and port of session `n`: distinct for `n` below
     /// CLIENT_HOSTS * PORTS (1.8 billion). `n % CLIENT_HOSTS` picks the host through a
     /// permutation, `n / CLIENT_HOSTS` the port (with an offset per host).
@@ -1359,6 +1629,14 @@ impl Params {
         let port = (n / CLIENT_HOSTS + mix64(host ^ self.port_salt)) % PORTS;
         (host, (PORT_FIRST + port) as u16)
     }
+}
+
+/// When each of `cfg.concurrent` slots starts its first session: (time, slot).
+fn first_schedule(cfg: &SynthConfig) -> BinaryHeap<Reverse<(u64, u32)>> {
+    let mut slot_rng = Rng::new(derive(cfg.seed, STREAM_SLOT, 0));
+    (0..cfg.concurrent.max(1))
+        .map(|i| Reverse((cfg.start_ns.saturating_add(slot_rng.below(RAMP_NS)), i)))
+        .collect()
 }
 
 struct Generator {
@@ -1373,28 +1651,11 @@ struct Generator {
 
 impl Generator {
     fn new(cfg: &SynthConfig) -> Generator {
-        let slots = cfg.concurrent.max(1);
-        let mut noise = vec![0u8; NOISE_LEN];
-        Rng::new(derive(cfg.seed, STREAM_NOISE, 0)).fill(&mut noise);
-        let mut tuple_rng = Rng::new(derive(cfg.seed, STREAM_TUPLE, 0));
-        let params = Params {
-            seed: cfg.seed,
-            failure_share: cfg.failure_share,
-            host_add: tuple_rng.below(CLIENT_HOSTS),
-            port_salt: tuple_rng.next_u64(),
-        };
-        let mut slot_rng = Rng::new(derive(cfg.seed, STREAM_SLOT, 0));
-        let schedule = (0..slots)
-            .map(|i| Reverse((cfg.start_ns.saturating_add(slot_rng.below(RAMP_NS)), i)))
-            .collect();
         Generator {
-            params,
-            slots: vec![Session::idle(); slots as usize],
-            schedule,
-            bufs: Bufs {
-                noise,
-                cert_flight: cert_flight(),
-            },
+            params: Params::new(cfg),
+            slots: vec![Session::idle(); cfg.concurrent.max(1) as usize],
+            schedule: first_schedule(cfg),
+            bufs: Bufs::new(cfg.seed),
             frame: vec![0u8; MAX_FRAME],
             next_session: 0,
         }
@@ -1431,6 +1692,9 @@ impl Generator {
                     Outcome::CertRejected => summary.cert_rejected += 1,
                     Outcome::HandshakeFailure => summary.handshake_failure += 1,
                     Outcome::NoServerHello => summary.no_server_hello += 1,
+                    Outcome::ClientCertRequired | Outcome::SniBlocked => {
+                        unreachable!("a two-point outcome in the one-point generator")
+                    }
                 }
                 session.step = Step::Idle;
                 ts.saturating_add(session.rng.range(10 * NS_US, NS_MS))
@@ -1439,6 +1703,262 @@ impl Generator {
         // Replacing the top in place sifts it down once (cheaper than pop and push).
         *top = Reverse((next_ts, slot));
         (ts, len)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Two capture points around a TLS-inspecting middlebox
+
+/// What [`write_two_point`] wrote.
+///
+/// `inside` and `outside` count what went into each file: `packets`, `bytes` and the
+/// TLS messages and plaintext alerts (as [`SynthSummary`] does for one file); their
+/// session and outcome fields stay 0. The session and outcome counts are here, once
+/// per session; sessions started minus their sum were cut by the end of the files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TwoPointSummary {
+    pub inside: SynthSummary,
+    pub outside: SynthSummary,
+    pub sessions: u64,
+    pub tls13: u64,
+    pub tls12: u64,
+    /// Closed by FIN both ways at both points (TLS intercepted, HTTP passed on).
+    pub clean: u64,
+    /// The client (pinning the real certificate) rejected the middlebox's re-signed
+    /// one with a fatal alert and a FIN; the middlebox reset its leg to the server
+    /// and answered the client's FIN with a forged RST.
+    pub pin_rejected: u64,
+    /// The server asked for a client certificate outside, the middlebox sent an
+    /// empty one, the server answered with a fatal alert and a FIN; the middlebox
+    /// reset the client with a forged RST.
+    pub client_cert_required: u64,
+    /// The middlebox dropped the ClientHello (never seen outside) and reset the
+    /// client with a forged RST, and the server too for half of them.
+    pub sni_blocked: u64,
+}
+
+/// The longest middlebox latency (one way); each session draws its own from 0.1 ms
+/// to this.
+const MB_DELAY_MAX: u64 = 2 * NS_MS;
+
+const STREAM_MIDDLEBOX: u64 = 5;
+
+/// Writes the same synthetic traffic as seen at two capture points, `inside` (the
+/// client side of a transparent TLS-inspecting middlebox) and `outside` (the server
+/// side), each as a pcap file like [`write_pcap`]'s, until `cfg.packets` frames went
+/// into `inside` (`outside` gets the frames of the same sessions up to that point).
+///
+/// The middlebox keeps the 5-tuple and the TCP handshake (SYN, SYN-ACK and the ACK
+/// pass unchanged, so clock-offset estimation has pairs), routes (TTL one lower past
+/// it; its own packets have TTL 64, its RSTs IP ID 0) and takes `mb_delay` (0.1 to 2 ms per
+/// session) each way: a client's packet appears outside that much after inside, a
+/// server's inside that much after outside. It terminates TLS flight by flight:
+/// inside the client gets the middlebox's ServerHello and, in TLS 1.2, a leaf with
+/// the same names re-signed by "Synth Inspection CA"; outside the server gets the
+/// middlebox's ClientHello (its own random and key share, other cipher suites so
+/// another JA3/JA4) and sends its real chain. Sequence numbers of the two legs
+/// part where their TLS bytes differ in length. Plain HTTP (port 80) passes on
+/// unchanged. Of the TLS sessions, `cfg.failure_share` (split evenly) end in one of
+/// the patterns of [`TwoPointSummary`] instead of a clean close.
+pub fn write_two_point<I: Write, O: Write>(
+    cfg: &SynthConfig,
+    inside: I,
+    outside: O,
+) -> io::Result<TwoPointSummary> {
+    let mut w_in = PcapWriter::new(BufWriter::with_capacity(1 << 20, inside), 1)?;
+    let mut w_out = PcapWriter::new(BufWriter::with_capacity(1 << 20, outside), 1)?;
+    let mut summary = TwoPointSummary::default();
+    // Outside frames are made in inside order; each is at most MB_DELAY_MAX off, so
+    // one older than that before the current time can be written.
+    let mut pending: BinaryHeap<Reverse<(u64, u64, usize)>> = BinaryHeap::new();
+    let mut buffers: Vec<Vec<u8>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut order = 0u64;
+    if cfg.packets > 0 {
+        let mut generator = PairGenerator::new(cfg);
+        while summary.inside.packets < cfg.packets {
+            let (ts, [len_in, len_out], ts_out) = generator.next_step(&mut summary);
+            if len_in > 0 {
+                w_in.write_frame(Timestamp(ts), &generator.frames[0][..len_in], len_in as u32)?;
+                summary.inside.packets += 1;
+                summary.inside.bytes += len_in as u64;
+            }
+            if len_out > 0 {
+                let at = free.pop().unwrap_or_else(|| {
+                    buffers.push(Vec::with_capacity(MAX_FRAME));
+                    buffers.len() - 1
+                });
+                buffers[at].clear();
+                buffers[at].extend_from_slice(&generator.frames[1][..len_out]);
+                pending.push(Reverse((ts_out, order, at)));
+                order += 1;
+                summary.outside.packets += 1;
+                summary.outside.bytes += len_out as u64;
+            }
+            while let Some(&Reverse((t, _, at))) = pending.peek() {
+                if t.saturating_add(MB_DELAY_MAX) > ts {
+                    break;
+                }
+                pending.pop();
+                let frame = &buffers[at];
+                w_out.write_frame(Timestamp(t), frame, frame.len() as u32)?;
+                free.push(at);
+            }
+        }
+    }
+    while let Some(Reverse((t, _, at))) = pending.pop() {
+        let frame = &buffers[at];
+        w_out.write_frame(Timestamp(t), frame, frame.len() as u32)?;
+    }
+    w_in.into_inner().flush()?;
+    w_out.into_inner().flush()?;
+    Ok(summary)
+}
+
+/// One session as written at both points: `legs[0]` inside, `legs[1]` outside. The
+/// two are the same session machine with the same random stream, so they take the
+/// same steps at the same times; they differ in what they write (TLS bytes, TTLs,
+/// MACs), and where the middlebox acts instead of passing a message on
+/// ([`Session::divert`]), after which one of them may end before the other.
+#[derive(Clone, Debug)]
+struct Pair {
+    legs: [Session; 2],
+    alive: [bool; 2],
+}
+
+struct PairGenerator {
+    params: Params,
+    failure_share: f64,
+    slots: Vec<Pair>,
+    schedule: BinaryHeap<Reverse<(u64, u32)>>,
+    bufs: Bufs,
+    frames: [Vec<u8>; 2],
+    next_session: u64,
+}
+
+impl PairGenerator {
+    fn new(cfg: &SynthConfig) -> PairGenerator {
+        let idle = Pair {
+            legs: [Session::idle(), Session::idle()],
+            alive: [false; 2],
+        };
+        PairGenerator {
+            // The sessions' own failure patterns are the one-point ones: none here.
+            params: Params {
+                failure_share: 0.0,
+                ..Params::new(cfg)
+            },
+            failure_share: cfg.failure_share,
+            slots: vec![idle; cfg.concurrent.max(1) as usize],
+            schedule: first_schedule(cfg),
+            bufs: Bufs::new(cfg.seed),
+            frames: [vec![0u8; MAX_FRAME], vec![0u8; MAX_FRAME]],
+            next_session: 0,
+        }
+    }
+
+    /// Session `n` at both points: the one-point session `n` (tuple, timing, TLS
+    /// version), with a middlebox outcome and latency of its own.
+    fn start(params: &Params, failure_share: f64, pair: &mut Pair, n: u64) {
+        let inside = &mut pair.legs[0];
+        inside.start(params, n);
+        let mut rng = Rng::new(derive(params.seed, STREAM_MIDDLEBOX, n));
+        let mb_delay = rng.range(100 * NS_US, MB_DELAY_MAX);
+        inside.outcome = if inside.app != App::Http && rng.chance(failure_share) {
+            match rng.below(3) {
+                0 => Outcome::CertRejected,
+                1 => Outcome::ClientCertRequired,
+                _ => Outcome::SniBlocked,
+            }
+        } else {
+            Outcome::Clean
+        };
+        inside.reset_both = rng.below(2) == 0;
+        inside.leg = Leg::Inside;
+        inside.mb_delay = mb_delay;
+        // The server is as far from the middlebox as before; the client's round
+        // trip now includes the middlebox both ways.
+        inside.rtt += 2 * mb_delay;
+        let mut outside = inside.clone();
+        outside.leg = Leg::Outside;
+        // The middlebox's own randoms and keys on its leg to the server.
+        outside.tls_key ^= 0x6d62_6f78_6c65_6721;
+        outside.salt ^= 0x2b2b_2b2b;
+        pair.legs[1] = outside;
+        pair.alive = [true; 2];
+    }
+
+    /// Runs the next step of the earliest session: its time (inside), the length of
+    /// the frame written for each point (0: none) in `self.frames`, and the time of
+    /// the outside one.
+    fn next_step(&mut self, summary: &mut TwoPointSummary) -> (u64, [usize; 2], u64) {
+        let mut top = self
+            .schedule
+            .peek_mut()
+            .expect("one schedule entry per slot");
+        let Reverse((ts, slot)) = *top;
+        let pair = &mut self.slots[slot as usize];
+        if pair.legs[0].step == Step::Idle {
+            PairGenerator::start(&self.params, self.failure_share, pair, self.next_session);
+            self.next_session += 1;
+            summary.sessions += 1;
+            match pair.legs[0].app {
+                App::Tls13 => summary.tls13 += 1,
+                App::Tls12 => summary.tls12 += 1,
+                App::Http => {}
+            }
+        }
+        let mut lens = [0; 2];
+        let mut next = None;
+        for (i, leg) in pair.legs.iter_mut().enumerate() {
+            if !pair.alive[i] {
+                continue;
+            }
+            let counts = if i == 0 {
+                &mut summary.inside
+            } else {
+                &mut summary.outside
+            };
+            let (len, step_next) = leg.emit(ts, &mut self.frames[i], &self.bufs, counts);
+            lens[i] = len;
+            match step_next {
+                Next::After(d) => {
+                    assert!(
+                        next.is_none_or(|n| n == d),
+                        "the legs of session {} parted",
+                        leg.number
+                    );
+                    next = Some(d);
+                }
+                Next::Done(_) => pair.alive[i] = false,
+            }
+        }
+        let inside = &pair.legs[0];
+        // A client's packet (or one the middlebox sends toward the server) crosses the
+        // middlebox after inside; a server's before.
+        let from_client = self.frames[1][26..30] == inside.client_ip;
+        let ts_out = if from_client {
+            ts + inside.mb_delay
+        } else {
+            ts - inside.mb_delay
+        };
+        let next_ts = match next {
+            Some(d) => ts.saturating_add(d),
+            None => {
+                match inside.outcome {
+                    Outcome::Clean => summary.clean += 1,
+                    Outcome::CertRejected => summary.pin_rejected += 1,
+                    Outcome::ClientCertRequired => summary.client_cert_required += 1,
+                    Outcome::SniBlocked => summary.sni_blocked += 1,
+                    other => unreachable!("{other:?} at two points"),
+                }
+                let gap = pair.legs[0].rng.range(10 * NS_US, NS_MS);
+                pair.legs[0].step = Step::Idle;
+                ts.saturating_add(gap)
+            }
+        };
+        *top = Reverse((next_ts, slot));
+        (ts, lens, ts_out)
     }
 }
 
@@ -1543,6 +2063,143 @@ mod tests {
         assert!(a == b, "same seed, different bytes");
         let (c, _) = generate(&config(8, 20_000));
         assert!(a != c, "different seeds, same bytes");
+    }
+
+    fn generate_two_point(cfg: &SynthConfig) -> (Vec<u8>, Vec<u8>, TwoPointSummary) {
+        let (mut inside, mut outside) = (Vec::new(), Vec::new());
+        let summary = write_two_point(cfg, &mut inside, &mut outside).unwrap();
+        (inside, outside, summary)
+    }
+
+    #[test]
+    fn test_two_point_same_seed_same_bytes() {
+        let cfg = config(7, 20_000);
+        let (a_in, a_out, sa) = generate_two_point(&cfg);
+        let (b_in, b_out, sb) = generate_two_point(&cfg);
+        assert_eq!(sa, sb);
+        assert!(a_in == b_in && a_out == b_out, "same seed, different bytes");
+        let (c_in, c_out, _) = generate_two_point(&config(8, 20_000));
+        assert!(
+            a_in != c_in && a_out != c_out,
+            "different seeds, same bytes"
+        );
+        assert_eq!(sa.inside.packets, 20_000);
+        let (e_in, e_out, s) = generate_two_point(&config(1, 0));
+        assert_eq!(
+            (e_in.len(), e_out.len(), s),
+            (24, 24, TwoPointSummary::default())
+        );
+    }
+
+    /// The two files are one traffic seen on both sides of the middlebox: the TCP
+    /// handshake passes unchanged but for the TTL, one hop lower past the middlebox,
+    /// and the session's latency (the same both ways, 0.1 to 2 ms); the only packets
+    /// with TTL 64 from a server inside or 63 + 1 from a client outside are the
+    /// middlebox's RSTs (IP ID 0, no options) and its FINs toward a server that wanted a
+    /// client certificate; the outcomes agree with the summary.
+    #[test]
+    fn test_two_point_legs() {
+        let cfg = SynthConfig {
+            failure_share: 0.6,
+            ..config(5, 40_000)
+        };
+        let (inside, outside, s) = generate_two_point(&cfg);
+        let (segs_in, segs_out) = (decode(&inside), decode(&outside));
+        assert_eq!(segs_in.len() as u64, s.inside.packets);
+        assert_eq!(segs_out.len() as u64, s.outside.packets);
+        for segs in [&segs_in, &segs_out] {
+            assert!(
+                segs.windows(2).all(|w| w[0].ts <= w[1].ts),
+                "time goes back"
+            );
+        }
+        #[derive(Default)]
+        struct Leg {
+            syn: Option<(u64, u32)>,
+            synack: Option<(u64, u32, u32)>,
+            forged: u32,
+            mb_fin: bool,
+            client_payload: bool,
+            server_payload: bool,
+        }
+        let mut legs: HashMap<Key, [Leg; 2]> = HashMap::new();
+        for (i, segs) in [&segs_in, &segs_out].into_iter().enumerate() {
+            for seg in segs {
+                let leg = &mut legs.entry(seg.key).or_default()[i];
+                let own_ttl = (seg.from_client && i == 1) || (!seg.from_client && i == 0);
+                if seg.ttl == 64 && own_ttl && seg.flags == FIN | ACK {
+                    // Its FIN closing the leg to a server that wanted a certificate.
+                    assert!(seg.from_client && i == 1);
+                    leg.mb_fin = true;
+                    continue;
+                }
+                if seg.ttl == 64 && own_ttl {
+                    assert_eq!(
+                        (seg.flags, seg.ip_id, seg.tcp_header_len),
+                        (RST | ACK, 0, 20)
+                    );
+                    leg.forged += 1;
+                    continue;
+                }
+                let want = match (seg.from_client, i) {
+                    (true, 0) => 64,
+                    (true, _) => 63,
+                    (false, 0) => seg.ttl.clamp(54, 58),
+                    (false, _) => seg.ttl.clamp(55, 59),
+                };
+                assert_eq!(seg.ttl, want);
+                if seg.flags == SYN {
+                    leg.syn = Some((seg.ts, seg.seq));
+                } else if seg.flags == SYN | ACK {
+                    leg.synack = Some((seg.ts, seg.seq, seg.ack));
+                }
+                leg.client_payload |= seg.from_client && !seg.payload.is_empty();
+                leg.server_payload |= !seg.from_client && !seg.payload.is_empty();
+            }
+        }
+        let (mut sni, mut pin, mut mtls, mut pin_cut, mut mtls_closed) = (0, 0, 0, 0, 0);
+        for [i, o] in legs.values() {
+            let (Some(syn_in), Some(syn_out)) = (i.syn, o.syn) else {
+                panic!("a session not seen at both points")
+            };
+            let lag = syn_out.0 - syn_in.0;
+            assert!((100 * NS_US..=MB_DELAY_MAX).contains(&lag), "lag {lag}");
+            assert_eq!(syn_in.1, syn_out.1);
+            if let (Some(a), Some(b)) = (i.synack, o.synack) {
+                assert_eq!((a.1, a.2), (b.1, b.2));
+                assert_eq!(a.0 - b.0, lag, "the same latency both ways");
+            }
+            match (i.forged, o.forged) {
+                (0, 0) => {}
+                // A blocked SNI: the ClientHello inside, nothing outside.
+                (1, _) if !o.client_payload => {
+                    assert!(i.client_payload && !i.server_payload && o.forged <= 1);
+                    sni += 1;
+                }
+                // A pinning client: the middlebox resets both legs (the client's leg
+                // after its FIN, unless the files ended first).
+                (1, 1) => pin += 1,
+                (0, 1) => pin_cut += 1,
+                // A client certificate required: the server's alert outside.
+                (1, 0) => {
+                    assert!(o.server_payload);
+                    mtls += 1;
+                    mtls_closed += u64::from(o.mb_fin);
+                }
+                other => panic!("forged RSTs {other:?}"),
+            }
+        }
+        assert_eq!(legs.len() as u64, s.sessions);
+        // A session cut by the end of the files: a client certificate required may
+        // already have its forged RST (the server's leg goes on); a pinning client's
+        // only the one toward the server.
+        let ended = s.clean + s.pin_rejected + s.client_cert_required + s.sni_blocked;
+        assert_eq!((sni, pin), (s.sni_blocked, s.pin_rejected));
+        assert!(mtls >= s.client_cert_required);
+        assert!(mtls_closed >= s.client_cert_required && mtls_closed <= mtls);
+        assert!(mtls - s.client_cert_required + pin_cut <= s.sessions - ended);
+        assert!(s.sni_blocked > 10 && s.pin_rejected > 10 && s.client_cert_required > 10);
+        assert!(s.clean > s.sessions / 4);
     }
 
     #[test]
@@ -1865,7 +2522,7 @@ mod tests {
         assert!(leaf.subject().to_string().contains("*.example.test"));
         assert_eq!(leaf.issuer(), ca.subject());
         assert!(ca.is_ca() && !leaf.is_ca());
-        assert_eq!(cert_flight().len(), CERT_FLIGHT_LEN);
+        assert_eq!(cert_flight(LEAF_DER, CA_DER, false).len(), CERT_FLIGHT_LEN);
     }
 
     #[test]
