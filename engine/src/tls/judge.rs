@@ -219,11 +219,11 @@ pub fn judge(f: &mut TlsFacts, p: &PointState, client: Side, ended_by_capture: b
                 // before the client closes or sends data.
                 let server_post = post.iter().filter(|r| r.side == s && protected(r));
                 if let Some(a) = server_post.clone().next() {
-                    let client_before = client_post.clone().any(|r| r.ts <= a.ts);
+                    let client_before = client_post.clone().any(|r| { r.ts } <= { a.ts });
                     if a.len < min.finished
                         && server_post.clone().all(|r| r.len < min.finished)
                         && !client_before
-                        && client_close.is_none_or(|t| a.ts < t)
+                        && client_close.is_none_or(|t| { a.ts } < t)
                         && log_complete
                     {
                         let a = *a;
@@ -383,7 +383,7 @@ fn close_before_rst(
     [Side::Lo, Side::Hi].into_iter().find(|sd| {
         f.dirs[sd.index()]
             .last_record
-            .is_some_and(|r| is_close(&r) && r.ts <= rst)
+            .is_some_and(|r| is_close(&r) && { r.ts } <= rst)
     })
 }
 
