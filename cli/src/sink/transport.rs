@@ -5,8 +5,9 @@
 //! - tcp (JSON lines), syslog over TCP (RFC 5424, octet-counting framing, RFC 6587
 //!   3.4.1): delivered once written to the socket. TCP gives no application
 //!   acknowledgement, so lines the collector's kernel accepted but its process never
-//!   read are lost when it dies; to cover them, the last `resend` bytes of lines are
-//!   sent again after a reconnect (at least once: they may arrive twice).
+//!   read are lost when it dies; to cover them, the lines still in the socket's send
+//!   queue (SIOCOUTQ) and `resend` bytes of lines before them are sent again after a
+//!   reconnect (at least once: they may arrive twice).
 //! - syslog over UDP and `syslog:` (a local datagram socket such as /dev/log): one
 //!   datagram per line; a collector that is down is noticed only when the kernel
 //!   says so (ECONNREFUSED after an ICMP port unreachable, ENOENT, ECONNREFUSED on a
@@ -158,7 +159,8 @@ impl Transport for Stdout {
 }
 
 /// JSON lines appended to a file, rotated by size and by time: the file is
-/// renamed `PATH.YYYYMMDDTHHMMSSZ` (`.N` added if taken) and a new `PATH` opened.
+/// renamed `PATH.YYYYMMDDTHHMMSSZ` (`-0001`, `-0002`, ... added if taken, so the
+/// names sort in order) and a new `PATH` opened.
 struct FileSink {
     path: PathBuf,
     out: Option<BufWriter<File>>,
@@ -195,7 +197,8 @@ impl FileSink {
         let mut to = PathBuf::from(format!("{}.{stamp}", self.path.display()));
         let mut n = 1;
         while to.exists() {
-            to = PathBuf::from(format!("{}.{stamp}.{n}", self.path.display()));
+            // Sorts after the plain name and in order: `-0001`, `-0002`, ...
+            to = PathBuf::from(format!("{}.{stamp}-{n:04}", self.path.display()));
             n += 1;
         }
         fs::rename(&self.path, &to)?;
@@ -316,10 +319,15 @@ struct Stream {
     addr: String,
     syslog: Option<Syslog>,
     conn: Option<BufWriter<TcpStream>>,
-    /// The last lines written, up to `resend` bytes: sent again after a reconnect.
+    /// The last lines written: those the peer's TCP has not acknowledged yet (the
+    /// socket's send queue, SIOCOUTQ, after the last flush) plus `resend` bytes
+    /// more (what the collector may have received and not read). Sent again after
+    /// a reconnect.
     recent: VecDeque<Vec<u8>>,
     recent_bytes: u64,
     resend: u64,
+    /// Bytes in the socket's send queue after the last flush.
+    unacked: u64,
     /// Whether `recent` must go again before anything else.
     resend_due: bool,
     stats: Stats,
@@ -335,6 +343,7 @@ impl Stream {
             recent: VecDeque::new(),
             recent_bytes: 0,
             resend,
+            unacked: 0,
             resend_due: false,
             stats: Stats::default(),
             frame: Vec::new(),
@@ -358,15 +367,39 @@ impl Stream {
     }
 
     fn remember(&mut self, line: &[u8]) {
-        if self.resend == 0 {
-            return;
-        }
         self.recent.push_back(line.to_vec());
         self.recent_bytes += line.len() as u64;
-        while self.recent_bytes > self.resend {
-            if let Some(l) = self.recent.pop_front() {
-                self.recent_bytes -= l.len() as u64;
+    }
+
+    /// Keeps in `recent` only the lines within the window.
+    fn trim(&mut self) {
+        let window = self.unacked + self.resend;
+        while self.recent_bytes > window {
+            match self.recent.front() {
+                // Drop a line only if all of it is past the window.
+                Some(l) if self.recent_bytes - (l.len() as u64) >= window => {
+                    self.recent_bytes -= l.len() as u64;
+                    self.recent.pop_front();
+                }
+                _ => break,
             }
+        }
+    }
+
+    /// Bytes written to the socket and not yet acknowledged by the peer's TCP.
+    fn send_queue(&self) -> u64 {
+        use std::os::fd::AsRawFd;
+        let Some(c) = self.conn.as_ref() else {
+            return 0;
+        };
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ for TCP sockets) writes one int through the
+        // pointer, which points to `n`; the descriptor is the open socket.
+        let rc = unsafe { libc::ioctl(c.get_ref().as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if rc == 0 {
+            u64::try_from(n).unwrap_or(0)
+        } else {
+            0
         }
     }
 }
@@ -396,6 +429,8 @@ impl Transport for Stream {
                 for l in lines {
                     self.remember(l);
                 }
+                self.unacked = self.send_queue();
+                self.trim();
                 Ok(())
             }
             Err(e) => {
