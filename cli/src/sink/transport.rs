@@ -11,8 +11,9 @@
 //! - syslog over UDP and `syslog:` (a local datagram socket such as /dev/log): one
 //!   datagram per line; a collector that is down is noticed only when the kernel
 //!   says so (ECONNREFUSED after an ICMP port unreachable, ENOENT, ECONNREFUSED on a
-//!   socket without a reader), so a datagram or two may vanish per outage. A line
-//!   over the datagram limit is dropped and counted (`oversized`).
+//!   socket without a reader), so a datagram or two may vanish when an outage
+//!   begins; reconnecting over UDP probes with an empty datagram. A line over the
+//!   datagram limit is dropped and counted (`oversized`).
 //! - redis: every command's reply is read, so a line is delivered when Redis has
 //!   answered for it; commands without a reply when the connection broke are sent
 //!   again (a Redis that executed one and died before answering holds it twice).
@@ -518,6 +519,15 @@ impl Transport for Datagram {
                 })?;
                 let s = UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
                 s.connect(to)?;
+                // A probe: an empty datagram (syslog receivers skip it). A port
+                // nobody listens on answers with an ICMP port unreachable, which
+                // the socket reports as ECONNREFUSED; without it, every reconnection
+                // attempt would lose the verdict that found out.
+                s.send(&[])?;
+                std::thread::sleep(Duration::from_millis(20));
+                if let Some(e) = s.take_error()? {
+                    return Err(e);
+                }
                 DatagramSock::Udp(s)
             }
             DatagramTo::Unix(path) => {
