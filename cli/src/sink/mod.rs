@@ -9,16 +9,18 @@
 //! ```
 //!
 //! Each sink has its own delivery thread fed by a bounded in-memory queue. When the
-//! queue is full (the collector is slow) or the collector is down, lines go to the
-//! sink's on-disk spool ([`spool`]) instead, and from then on every new line goes
-//! there too until the spool is delivered, so each sink receives its lines in the
-//! order the exporter produced them. Lines a collector failed to take are put back in
-//! front of the spool. The spool outlives the process: the next run with the same
+//! queue is full (the collector is slow), the exporter moves it whole to the back of
+//! the sink's on-disk spool ([`spool`]) in one write; while the collector is down, the
+//! delivery thread does so every [`SPILL_TICK`]. Queued lines are therefore always
+//! newer than spooled ones, and the delivery thread takes the spool first: each sink
+//! receives its lines in the order the exporter produced them. Lines a collector
+//! failed to take are put back in front of the spool. The spool outlives the process: the next run with the same
 //! `--spool` delivers it first. A line is lost only when the spool is full (or, with
 //! no spool, when the memory queue is), and every loss is counted per sink.
 //!
 //! The exporter's cost per line and sink is one uncontended lock and one copy; it
-//! never does network I/O, and disk I/O only while a sink is spooling.
+//! never does network I/O, and disk I/O only when a slow sink's queue fills (one
+//! write for the whole queue).
 
 pub mod spool;
 mod transport;
@@ -40,6 +42,9 @@ const BATCH: usize = 512;
 /// The first wait before reconnecting; doubled after each failure up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// While its collector is down, a delivery thread moves its queue to the spool this
+/// often (and whenever the queue is a quarter full).
+const SPILL_TICK: Duration = Duration::from_millis(100);
 
 /// How sinks behave, from the command line.
 #[derive(Debug, Clone)]
@@ -360,8 +365,11 @@ impl Counters {
 struct State {
     queue: VecDeque<Vec<u8>>,
     spool: Option<Spool>,
-    /// The collector is down: with a spool, new lines go straight to it.
+    /// The collector is down (the delivery thread is between reconnections).
     down: bool,
+    /// The delivery thread, waiting to reconnect, moves the queue to the spool:
+    /// the exporter wakes it when the queue fills.
+    spill_wanted: bool,
     /// The transport failed for good (stdout closed): lines are counted lost.
     dead: bool,
     /// The delivery thread is waiting for work.
@@ -432,6 +440,7 @@ impl FanOut {
                     queue: VecDeque::new(),
                     spool,
                     down: false,
+                    spill_wanted: false,
                     dead: false,
                     waiting: false,
                     closing: None,
@@ -472,20 +481,31 @@ impl FanOut {
                 st.c.lost_at_exit += 1;
                 continue;
             }
-            let spooling = st.down || st.spool.as_ref().is_some_and(|sp| !sp.is_empty());
             let st = &mut *st;
-            if st.spool.is_none() || (!spooling && st.queue.len() < s.queue_cap) {
-                if st.queue.len() < s.queue_cap {
-                    st.queue.push_back(line.to_vec());
-                } else {
-                    st.c.dropped_queue_full += 1;
+            if st.queue.len() < s.queue_cap {
+                st.queue.push_back(line.to_vec());
+                if st.spill_wanted && st.queue.len() >= s.queue_cap / 4 {
+                    s.shared.cv.notify_one();
                 }
             } else if let Some(sp) = st.spool.as_mut() {
-                match sp.push(line) {
-                    Ok(true) => st.c.spooled += 1,
-                    Ok(false) => st.c.dropped_spool_full += 1,
+                // The queue is full: it goes to the back of the spool with this
+                // line, in one write (queued lines are always newer than spooled
+                // ones, so order holds).
+                let queued = st.queue.len() as u64 + 1;
+                let result = sp.push_many(
+                    st.queue
+                        .iter()
+                        .map(Vec::as_slice)
+                        .chain(std::iter::once(line)),
+                );
+                st.queue.clear();
+                match result {
+                    Ok((kept, dropped)) => {
+                        st.c.spooled += kept;
+                        st.c.dropped_spool_full += dropped;
+                    }
                     Err(e) => {
-                        st.c.dropped_spool_error += 1;
+                        st.c.dropped_spool_error += queued;
                         if !st.spool_error_logged {
                             st.spool_error_logged = true;
                             eprintln!(
@@ -495,6 +515,8 @@ impl FanOut {
                         }
                     }
                 }
+            } else {
+                st.c.dropped_queue_full += 1;
             }
             if st.waiting {
                 s.shared.cv.notify_one();
@@ -525,7 +547,9 @@ impl FanOut {
             st.queue.clear();
             st.c.lost_at_exit += left;
             if let Some(sp) = st.spool.as_mut() {
-                let _ = sp.seal();
+                if let Err(e) = sp.sync() {
+                    eprintln!("tapwatch: sink {}: cannot fsync its spool: {e}", s.uri);
+                }
                 st.c.left_in_spool = sp.lines;
                 st.c.left_in_spool_bytes = sp.bytes;
                 st.c.spool_corrupt = sp.corrupt;
@@ -616,9 +640,9 @@ enum Source {
     Spool(spool::Taken),
 }
 
-/// A sink's delivery thread: queue first, then the spool (older lines are always in
-/// the queue: the exporter fills the queue only while the spool is empty), until
-/// told to close and everything is delivered or the deadline has passed.
+/// A sink's delivery thread: the spool first, then the queue (queued lines are always
+/// newer: the exporter moves a full queue to the back of the spool), until told to
+/// close and everything is delivered or the deadline has passed.
 fn deliver(shared: &Shared, mut t: Box<dyn Transport>, uri: &str, has_spool: bool) {
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut source = Source::Queue;
@@ -628,12 +652,7 @@ fn deliver(shared: &Shared, mut t: Box<dyn Transport>, uri: &str, has_spool: boo
         if batch.is_empty() {
             let mut st = shared.lock();
             loop {
-                if !st.queue.is_empty() {
-                    let n = st.queue.len().min(BATCH);
-                    batch.extend(st.queue.drain(..n));
-                    source = Source::Queue;
-                    break;
-                }
+                // The spool first: queued lines are always newer than spooled ones.
                 let taken = st.spool.as_mut().map(Spool::take);
                 match taken {
                     Some(Ok(Some(tk))) => {
@@ -652,6 +671,12 @@ fn deliver(shared: &Shared, mut t: Box<dyn Transport>, uri: &str, has_spool: boo
                         eprintln!("tapwatch: sink {uri}: cannot read its spool: {e}");
                     }
                     _ => {}
+                }
+                if !st.queue.is_empty() {
+                    let n = st.queue.len().min(BATCH);
+                    batch.extend(st.queue.drain(..n));
+                    source = Source::Queue;
+                    break;
                 }
                 if st.closing.is_some() {
                     return;
@@ -742,29 +767,33 @@ fn deliver(shared: &Shared, mut t: Box<dyn Transport>, uri: &str, has_spool: boo
         if has_spool {
             put_back(shared, &mut batch, &mut source);
         }
-        // Wait, then probe the collector before touching the spool again.
+        // Wait, then probe the collector before touching the spool again. Only
+        // closing wakes this wait early (new lines do not: `waiting` stays false, so
+        // the exporter does not notify, and a dead collector costs no work per line).
         loop {
+            let until = Instant::now() + backoff;
             let mut st = shared.lock();
-            let deadline = st.closing;
-            let wait = match deadline {
-                Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
-                None => backoff,
-            };
-            if wait.is_zero() {
-                break;
+            st.spill_wanted = has_spool;
+            loop {
+                // While down, lines wait in the spool, not in memory: at most a
+                // tick's worth (or a quarter of the queue) dies with a killed process.
+                spill_queue(&mut st);
+                let end = st.closing.map_or(until, |d| d.min(until));
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                st = shared
+                    .cv
+                    .wait_timeout(st, (end - now).min(SPILL_TICK))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
-            st.waiting = true;
-            let (mut st2, _) = shared
-                .cv
-                .wait_timeout(st, wait)
-                .unwrap_or_else(|p| p.into_inner());
-            st2.waiting = false;
-            drop(st2);
+            st.spill_wanted = false;
+            let closing = st.closing;
+            drop(st);
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-            if t.connect().is_ok() {
+            if closing.is_some_and(|d| Instant::now() >= d) || t.connect().is_ok() {
                 break;
             }
         }
@@ -775,45 +804,63 @@ fn deliver(shared: &Shared, mut t: Box<dyn Transport>, uri: &str, has_spool: boo
     }
 }
 
-/// Puts `batch` and the queue back in front of the spool (the taken segment, if the
-/// batch came from one, goes: what is left of it is in the new first segment).
+/// Puts `batch` back in front of the spool (the taken segment, if the batch came
+/// from one, goes: what is left of it is in the new first segment) and moves the
+/// queue to its back.
 fn put_back(shared: &Shared, batch: &mut Vec<Vec<u8>>, source: &mut Source) {
     let mut st = shared.lock();
     let st = &mut *st;
     let Some(sp) = st.spool.as_mut() else { return };
-    let mut lines = std::mem::take(batch);
-    let from_batch = lines.len() as u64;
-    lines.extend(st.queue.drain(..));
     // A taken segment's bytes are still counted until its file goes: they are room
     // for its lines.
     let reclaim = match source {
         Source::Spool(tk) => tk.bytes,
         Source::Queue => 0,
     };
-    match sp.push_front(&lines, reclaim) {
+    match sp.push_front(batch, reclaim) {
         Ok(dropped) => {
-            let kept = lines.len() as u64 - dropped;
             st.c.dropped_spool_full += dropped;
-            // Lines from the queue, or a batch from the queue, are newly spooled;
-            // those of a taken segment were counted when first spooled.
-            st.c.spooled += match source {
-                Source::Queue => kept,
-                Source::Spool(_) => kept.saturating_sub(from_batch),
-            };
+            // A batch from the queue is newly spooled; a taken segment's lines were
+            // counted when first spooled.
+            if matches!(source, Source::Queue) {
+                st.c.spooled += batch.len() as u64 - dropped;
+            }
             if let Source::Spool(tk) = source {
                 let _ = sp.done(tk);
             }
             *source = Source::Queue;
+            batch.clear();
         }
         Err(e) => {
             // Keep them in memory and try again later.
             eprintln!("tapwatch: cannot write a spool segment ({e}); holding lines in memory");
-            let n = from_batch as usize;
-            let back: Vec<Vec<u8>> = lines.drain(n..).collect();
-            for l in back.into_iter().rev() {
-                st.queue.push_front(l);
+            return;
+        }
+    }
+    spill_queue(st);
+}
+
+/// Moves the whole queue to the back of the spool (the delivery thread, while its
+/// collector is down: one write for many lines, off the exporter's thread).
+fn spill_queue(st: &mut State) {
+    let Some(sp) = st.spool.as_mut() else { return };
+    if st.queue.is_empty() {
+        return;
+    }
+    let n = st.queue.len() as u64;
+    match sp.push_many(st.queue.iter().map(Vec::as_slice)) {
+        Ok((kept, dropped)) => {
+            st.c.spooled += kept;
+            st.c.dropped_spool_full += dropped;
+            st.queue.clear();
+        }
+        Err(e) => {
+            if !st.spool_error_logged {
+                st.spool_error_logged = true;
+                eprintln!("tapwatch: cannot write a spool segment ({e}); dropping lines");
             }
-            *batch = lines;
+            st.c.dropped_spool_error += n;
+            st.queue.clear();
         }
     }
 }
