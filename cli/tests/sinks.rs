@@ -617,8 +617,19 @@ fn tcp_file_and_stdout_exactly_once_in_order_with_rotation() {
     let tcp = format!("tcp://127.0.0.1:{port}");
     let file = format!("file:{}?rotate-size=64KiB", d.s("eve.json"));
     let (out, st) = (d.s("ref.json"), d.s("st.json"));
+    // The file sink from a sinks file (comments and blank lines ignored).
+    let sinks_file = d.s("sinks.conf");
+    std::fs::write(&sinks_file, format!("# collectors\n\n  {file}  \n")).unwrap();
     let (_, st) = replay(&[
-        &pcap, "-o", &out, "--stats", &st, "--sink", &tcp, "--sink", &file,
+        &pcap,
+        "-o",
+        &out,
+        "--stats",
+        &st,
+        "--sink",
+        &tcp,
+        "--sinks-file",
+        &sinks_file,
     ]);
     let want = lines_of(&d.path("ref.json"));
     wait_for("the collector", Duration::from_secs(10), || {

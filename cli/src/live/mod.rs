@@ -289,7 +289,6 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     });
     let elapsed = started.elapsed();
     let last_ts = clock.now();
-    let (flushed, sink_reports) = outs.finish(an.quiet);
 
     // Final counters, then detach (dropping a program closes its link).
     let mut points = vec![ReaderStats::default(); names.len()];
@@ -330,6 +329,9 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     for prog in programs {
         prog.detach();
     }
+    // Detached first: the sinks' drain (up to --sink-drain-timeout) holds no
+    // interface.
+    let (flushed, sink_reports) = outs.finish(an.quiet);
 
     let report = ReplayReport {
         points,

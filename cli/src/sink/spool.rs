@@ -321,7 +321,7 @@ impl Spool {
         let (lines, corrupt) = read_segment(&path)
             .map_err(|e| io::Error::other(format!("{}: {e:#}", path.display())))?;
         self.corrupt += corrupt;
-        self.lines -= seg.lines;
+        self.lines = self.lines.saturating_sub(seg.lines);
         Ok(Some(Taken {
             path,
             lines,
@@ -332,7 +332,7 @@ impl Spool {
     /// A taken segment is delivered (or put back in front): its file goes.
     pub fn done(&mut self, t: &Taken) -> io::Result<()> {
         fs::remove_file(&t.path)?;
-        self.bytes -= t.bytes;
+        self.bytes = self.bytes.saturating_sub(t.bytes);
         Ok(())
     }
 }
