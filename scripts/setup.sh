@@ -2,7 +2,8 @@
 # Install the Debian packages that tapwatch's tests and helper scripts need:
 #   tshark (+ editcap, capinfos from wireshark-common), tcpdump, iproute2 (ip, tc),
 #   python3, jq; for the live-capture tests: tcpreplay, curl, openssl, iptables,
-#   ethtool.
+#   ethtool; for the sink tests (cli/tests/sinks.rs, which start their own on
+#   loopback ports): redis-server, rsyslog.
 # Idempotent: when every command is already present it does nothing and takes
 # about a second. Must run as root (or with sudo available) on Debian/Ubuntu.
 set -euo pipefail
@@ -22,10 +23,12 @@ declare -A PKG_OF=(
     [openssl]=openssl
     [iptables]=iptables
     [ethtool]=ethtool
+    [redis-server]=redis-server
+    [rsyslogd]=rsyslog
 )
 
 missing_pkgs=()
-for cmd in tshark editcap capinfos tcpdump ip python3 jq tc tcpreplay curl openssl iptables ethtool; do
+for cmd in tshark editcap capinfos tcpdump ip python3 jq tc tcpreplay curl openssl iptables ethtool redis-server rsyslogd; do
     if command -v "$cmd" >/dev/null 2>&1; then
         echo "setup: $cmd present ($(command -v "$cmd"))"
     else
@@ -66,7 +69,7 @@ echo "setup: apt-get install ${missing_pkgs[*]}"
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     --no-install-recommends "${missing_pkgs[@]}" >/dev/null
 
-for cmd in tshark editcap capinfos tcpdump ip python3 jq tc tcpreplay curl openssl iptables ethtool; do
+for cmd in tshark editcap capinfos tcpdump ip python3 jq tc tcpreplay curl openssl iptables ethtool redis-server rsyslogd; do
     if ! command -v "$cmd" >/dev/null 2>&1; then
         echo "setup: $cmd still missing after install" >&2
         exit 1

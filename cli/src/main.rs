@@ -22,6 +22,7 @@ use engine::worker::WorkerConfig;
 mod check;
 mod input;
 mod live;
+mod sink;
 mod summary;
 
 use input::MappedCapture;
@@ -194,9 +195,42 @@ struct AnalysisArgs {
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pair_window: Nanos,
 
-    /// Write verdicts (JSON lines) here instead of standard output.
+    /// Write verdicts (JSON lines) here instead of standard output. With --sink and
+    /// no --output, verdicts go to the sinks only.
     #[arg(short, long, value_name = "PATH")]
     output: Option<PathBuf>,
+
+    /// Also stream verdicts to this collector (repeatable): `stdout`,
+    /// `file:PATH[?rotate-size=100MiB&rotate-interval=1h]`, `tcp://HOST:PORT` (JSON
+    /// lines), `syslog://HOST:PORT[?transport=udp|tcp&facility=local0]` (RFC 5424),
+    /// `syslog:[SOCKET]` (default /dev/log), `redis://HOST:PORT/KEY[?mode=list|rpush|channel|stream]`.
+    /// A slow or down sink never slows the capture: its lines wait in memory
+    /// (--sink-queue), then in the spool (--spool). See docs/sinks.md.
+    #[arg(long = "sink", value_name = "URI", value_parser = parse_sink)]
+    sinks: Vec<sink::Spec>,
+
+    /// Read more sink URIs from this file, one per line (`#` starts a comment).
+    #[arg(long, value_name = "PATH")]
+    sinks_file: Option<PathBuf>,
+
+    /// Spool directory: lines a sink cannot take now are kept here (a subdirectory
+    /// per sink) and delivered first, in order, when it is back, in this run or the
+    /// next one. Without it, a sink that is down loses what its memory queue cannot hold.
+    #[arg(long, value_name = "DIR")]
+    spool: Option<PathBuf>,
+
+    /// Most bytes of each sink's spool; past it, lines are dropped and counted.
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = sink::parse_size)]
+    spool_max: u64,
+
+    /// Lines held in memory per sink before spooling (or, without --spool, dropping).
+    #[arg(long, value_name = "LINES", default_value_t = 16_384)]
+    sink_queue: usize,
+
+    /// At the end of the run, how long to wait for the sinks to deliver what they
+    /// hold; what is left stays in the spool (without one, it is lost and counted).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    sink_drain_timeout: Nanos,
 
     /// Also write the run's counters as one JSON object to this file.
     #[arg(long, value_name = "PATH")]
@@ -258,15 +292,112 @@ impl AnalysisArgs {
         }
     }
 
-    /// Where verdicts go: `--output` (created now), or standard output.
-    fn output(&self) -> Result<BufWriter<Box<dyn Write + Send>>> {
+    /// Where verdicts go: `--output` (created now), or standard output; nothing
+    /// when sinks are given without `--output`.
+    fn output(&self) -> Result<Option<BufWriter<Box<dyn Write + Send>>>> {
         let out: Box<dyn Write + Send> = match &self.output {
             Some(p) if p.as_os_str() != "-" => {
                 Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
             }
-            _ => Box::new(io::stdout()),
+            Some(_) => Box::new(io::stdout()),
+            None if !self.sinks.is_empty() || self.sinks_file.is_some() => return Ok(None),
+            None => Box::new(io::stdout()),
         };
-        Ok(BufWriter::with_capacity(1 << 20, out))
+        Ok(Some(BufWriter::with_capacity(1 << 20, out)))
+    }
+
+    /// The sinks, started (spools opened, delivery threads running); `None` if
+    /// there are none.
+    fn sinks(&self) -> Result<Option<sink::FanOut>> {
+        let mut specs = self.sinks.clone();
+        if let Some(path) = &self.sinks_file {
+            for uri in sink::read_sinks_file(path)? {
+                specs.push(
+                    sink::Spec::parse(&uri)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                );
+            }
+        }
+        if specs.is_empty() {
+            return Ok(None);
+        }
+        let opts = sink::Options {
+            spool: self.spool.clone(),
+            spool_max: self.spool_max,
+            queue: self.sink_queue,
+            drain_timeout: std::time::Duration::from_nanos(self.sink_drain_timeout.0),
+        };
+        Ok(Some(sink::FanOut::start(&specs, &opts)?))
+    }
+}
+
+/// Where each verdict line goes: `--output` (or standard output) and the sinks.
+struct Outputs {
+    out: Option<BufWriter<Box<dyn Write + Send>>>,
+    fanout: Option<sink::FanOut>,
+    /// An `--output` error while the sinks are still fed (they must not stop with it).
+    out_error: Option<io::Error>,
+}
+
+impl Outputs {
+    fn new(an: &AnalysisArgs) -> Result<Outputs> {
+        Ok(Outputs {
+            fanout: an.sinks()?,
+            out: an.output()?,
+            out_error: None,
+        })
+    }
+
+    /// One line to every destination. Without sinks, an `--output` error is returned
+    /// (the exporter stops writing, as it always has); with sinks, it is kept for the
+    /// end and the sinks go on.
+    fn write(&mut self, line: &[u8]) -> io::Result<()> {
+        if let Some(f) = &self.fanout {
+            f.send(line);
+        }
+        if let Some(o) = self.out.as_mut() {
+            if let Err(e) = o.write_all(line) {
+                if self.fanout.is_none() {
+                    return Err(e);
+                }
+                self.out = None;
+                self.out_error = Some(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes `--output` (a live run does so whenever the exporter goes idle).
+    fn flush(&mut self) -> io::Result<()> {
+        match self.out.as_mut() {
+            Some(o) => o.flush().or_else(|e| {
+                if self.fanout.is_none() {
+                    return Err(e);
+                }
+                self.out = None;
+                self.out_error = Some(e);
+                Ok(())
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes `--output` and waits for the sinks (bounded): how the output went and
+    /// each sink's counters.
+    fn finish(mut self, quiet: bool) -> (io::Result<()>, Vec<sink::Report>) {
+        let flushed = match self.out.as_mut() {
+            Some(o) => o.flush(),
+            None => Ok(()),
+        };
+        let flushed = match self.out_error.take() {
+            Some(e) => Err(e),
+            None => flushed,
+        };
+        let reports = self
+            .fanout
+            .take()
+            .map_or_else(Vec::new, |f| f.finish(quiet));
+        (flushed, reports)
     }
 }
 
@@ -317,6 +448,10 @@ fn parse_duration(s: &str) -> Result<Nanos, String> {
     humantime::parse_duration(s)
         .map(|d| Nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
         .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 120s, 2m, 500ms, 1.5)"))
+}
+
+fn parse_sink(s: &str) -> Result<sink::Spec, String> {
+    sink::Spec::parse(s)
 }
 
 /// Like [`parse_duration`], but a plain number counts milliseconds.
@@ -509,7 +644,7 @@ fn replay(args: ReplayArgs) -> Result<i32> {
     }
     let cfg = an.pipeline(names.len(), client_side)?;
     let workers = cfg.workers;
-    let mut out = an.output()?;
+    let mut outs = Outputs::new(an)?;
     let sources: Vec<ReplaySource<'_>> = captures
         .iter()
         .zip(&names)
@@ -537,12 +672,12 @@ fn replay(args: ReplayArgs) -> Result<i32> {
                 // One buffer for every record: the exporter allocates nothing per
                 // record beyond its evidence text.
                 let mut line = Vec::with_capacity(4096);
-                let out = &mut out;
+                let outs = &mut outs;
                 let names = &names;
                 move |r| {
                     line.clear();
                     engine::json::record_to(&mut line, r, names);
-                    out.write_all(&line)
+                    outs.write(&line)
                 }
             },
             &progress,
@@ -550,8 +685,8 @@ fn replay(args: ReplayArgs) -> Result<i32> {
         done.store(true, Ordering::Relaxed);
         report
     });
-    let flushed = out.flush();
     let elapsed = started.elapsed();
+    let (flushed, sink_reports) = outs.finish(an.quiet);
 
     // Capture errors are printed even with --quiet: they mean the verdicts cover
     // only part of a file.
@@ -575,9 +710,14 @@ fn replay(args: ReplayArgs) -> Result<i32> {
         clock_mode,
         clocks: &clocks,
     };
-    let summary = summary::Summary::new(&report, &points, elapsed, workers);
+    let mut summary = summary::Summary::new(&report, &points, elapsed, workers);
+    if !sink_reports.is_empty() {
+        summary.insert("sinks", sink::reports_json(&sink_reports));
+    }
     if !an.quiet {
-        summary.print(&mut io::stderr().lock());
+        let mut err = io::stderr().lock();
+        summary.print(&mut err);
+        sink::print_reports(&mut err, &sink_reports);
     }
     if let Some(path) = &an.stats {
         summary.write_json(path)?;

@@ -468,9 +468,10 @@ fn servers(lab: &mut Lab, ns: &str, addr: &str) {
 
 /// Real TCP and TLS exchanges between the namespaces, and every shipped TLS capture
 /// replayed onto the mirror port with tcpreplay.
-fn one_interface(queues: u32, net: u8, extra: &[&str]) {
+/// Returns the live records, in the order written (none without root).
+fn one_interface(queues: u32, net: u8, extra: &[&str]) -> Vec<Value> {
     if !needs_root() {
-        return;
+        return Vec::new();
     }
     let mut lab = Lab::new(&format!("q{queues}{}", extra.len()));
     let (c, s) = two_hosts(&mut lab, net, queues);
@@ -570,11 +571,31 @@ fn one_interface(queues: u32, net: u8, extra: &[&str]) {
             assert!(s["frames"].as_u64().unwrap() > 0, "an idle queue: {s}");
         }
     }
+    lines(&lab.path("live.jsonl"))
 }
 
 #[test]
 fn live_equals_replay_on_one_queue() {
     one_interface(1, 20, &[]);
+}
+
+/// Live capture feeds the sinks through the same exporter as a replay: a file sink
+/// (behind a spool) gets exactly what --output gets, in the same order.
+#[test]
+fn live_sinks_get_what_output_gets() {
+    let dir = std::env::temp_dir().join(format!("tapwatch-live-sinks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sink.jsonl");
+    let (sink, spool) = (
+        format!("file:{}", file.display()),
+        dir.join("spool").display().to_string(),
+    );
+    let live = one_interface(1, 25, &["--sink", &sink, "--spool", &spool]);
+    if !live.is_empty() {
+        assert_eq!(lines(&file), live, "the file sink differs from --output");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

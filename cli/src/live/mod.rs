@@ -152,7 +152,8 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         programs.push(prog);
     }
     // Files first: the process keeps its user id but no capability after this.
-    let mut out = an.output()?;
+    // The sinks' spools and files too; their connections need no capability.
+    let mut outs = crate::Outputs::new(an)?;
     if let Some(path) = &an.stats {
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     }
@@ -219,7 +220,7 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         let exporter = thread::Builder::new()
             .name("tw-export".into())
             .spawn_scoped(scope, {
-                let out = std::cell::RefCell::new(&mut out);
+                let outs = std::cell::RefCell::new(&mut outs);
                 let names = &names;
                 move || {
                     let mut line = Vec::with_capacity(4096);
@@ -231,11 +232,12 @@ pub fn run(args: LiveArgs) -> Result<i32> {
                         |r| {
                             line.clear();
                             engine::json::record_to(&mut line, r, names);
-                            out.borrow_mut().write_all(&line)
+                            outs.borrow_mut().write(&line)
                         },
                         // Live verdicts are read as they come: each burst is handed
-                        // on as soon as nothing follows it.
-                        || out.borrow_mut().flush(),
+                        // on as soon as nothing follows it (the sinks' threads
+                        // deliver as lines arrive).
+                        || outs.borrow_mut().flush(),
                     )
                 }
             })
@@ -287,7 +289,6 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     });
     let elapsed = started.elapsed();
     let last_ts = clock.now();
-    let flushed = out.flush();
 
     // Final counters, then detach (dropping a program closes its link).
     let mut points = vec![ReaderStats::default(); names.len()];
@@ -328,6 +329,9 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     for prog in programs {
         prog.detach();
     }
+    // Detached first: the sinks' drain (up to --sink-drain-timeout) holds no
+    // interface.
+    let (flushed, sink_reports) = outs.finish(an.quiet);
 
     let report = ReplayReport {
         points,
@@ -362,9 +366,13 @@ pub fn run(args: LiveArgs) -> Result<i32> {
             "ring_full_drops_by_worker": drops_by_worker,
         }),
     );
+    if !sink_reports.is_empty() {
+        summary.insert("sinks", crate::sink::reports_json(&sink_reports));
+    }
     if !an.quiet {
         let mut err = io::stderr().lock();
         summary.print(&mut err);
+        crate::sink::print_reports(&mut err, &sink_reports);
         print_live(&mut err, summary.get("live"));
     }
     if let Some(path) = &an.stats {
