@@ -440,6 +440,33 @@ fn redis_every_mode_exactly_once_in_order() {
     }
 }
 
+/// Starts a replay of `pcap` to `--output ref.json` and to the sink `uri` behind a
+/// spool, with time to drain it all: for the tests that kill a collector meanwhile.
+fn spawn_replay_to_spooled_sink(d: &Scratch, pcap: &str, uri: &str) -> Proc {
+    let child = bin()
+        .args([
+            "replay",
+            "-q",
+            pcap,
+            "-o",
+            &d.s("ref.json"),
+            "--stats",
+            &d.s("st.json"),
+        ])
+        .args([
+            "--sink",
+            uri,
+            "--spool",
+            &d.s("spool"),
+            "--sink-drain-timeout",
+            "120s",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
 #[test]
 fn redis_killed_mid_replay_loses_nothing() {
     let Some(exe) = require("redis-server") else {
@@ -451,28 +478,7 @@ fn redis_killed_mid_replay_loses_nothing() {
     let redis = start_redis(&exe, port, &data, true);
     let pcap = synth(&d, 300_000);
     let uri = format!("redis://127.0.0.1:{port}/v?mode=rpush");
-    let child = bin()
-        .args([
-            "replay",
-            "-q",
-            &pcap,
-            "-o",
-            &d.s("ref.json"),
-            "--stats",
-            &d.s("st.json"),
-        ])
-        .args([
-            "--sink",
-            &uri,
-            "--spool",
-            &d.s("spool"),
-            "--sink-drain-timeout",
-            "120s",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut tw = Proc(child);
+    let mut tw = spawn_replay_to_spooled_sink(&d, &pcap, &uri);
     // Some verdicts are in: kill Redis (SIGKILL) for three seconds.
     wait_for(
         "the first verdicts in redis",
@@ -756,28 +762,7 @@ fn tcp_collector_killed_mid_replay_loses_nothing() {
     // A slow collector (16 KiB per millisecond): the replay outruns it, so lines
     // wait in the queue and the spool when it is killed.
     let col = Collector::start(port, Some(Duration::from_millis(1)), Arc::clone(&got));
-    let child = bin()
-        .args([
-            "replay",
-            "-q",
-            &pcap,
-            "-o",
-            &d.s("ref.json"),
-            "--stats",
-            &d.s("st.json"),
-        ])
-        .args([
-            "--sink",
-            &tcp,
-            "--spool",
-            &d.s("spool"),
-            "--sink-drain-timeout",
-            "120s",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut tw = Proc(child);
+    let mut tw = spawn_replay_to_spooled_sink(&d, &pcap, &tcp);
     wait_for("the first verdicts", Duration::from_secs(60), || {
         got.lock().unwrap().len() > 500
     });
