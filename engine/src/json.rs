@@ -250,8 +250,8 @@ fn tls_dir(b: &mut Vec<u8>, d: &DirFacts) {
     o.uint("records", d.records);
     o.uint("app_records", d.app_records);
     o.uint("app_bytes", d.app_bytes);
-    o.opt_ts("ccs_ts", d.ccs);
-    o.opt_ts("first_app_ts", d.first_app);
+    o.opt_ts("ccs_ts", d.ccs.get());
+    o.opt_ts("first_app_ts", d.first_app.get());
     o.bool("not_tls", d.not_tls);
     o.bool("gap", d.gap);
     o.uint("overflow_bytes", d.overflow_bytes);

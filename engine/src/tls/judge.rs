@@ -242,8 +242,8 @@ pub fn judge(f: &mut TlsFacts, p: &PointState, client: Side, ended_by_capture: b
         }
     } else {
         let [d0, d1] = &f.dirs;
-        complete = d0.ccs.is_some()
-            && d1.ccs.is_some()
+        complete = d0.ccs.get().is_some()
+            && d1.ccs.get().is_some()
             && d0.encrypted_handshake > 0
             && d1.encrypted_handshake > 0;
         j.client_data = f.dirs[c.index()].app_records > 0;

@@ -26,7 +26,7 @@ use super::pool::BufPool;
 use super::reassembly::Reassembler;
 use super::record::{content, Event, RecordReader};
 use crate::flow::Side;
-use crate::time::Timestamp;
+use crate::time::{MaybeTimestamp, Timestamp};
 
 /// Alerts kept per point (the first ones: the decisive alert comes first).
 pub const MAX_ALERTS: usize = 4;
@@ -139,9 +139,9 @@ pub struct DirFacts {
     pub app_records: u32,
     pub app_bytes: u64,
     /// First ChangeCipherSpec.
-    pub ccs: Option<Timestamp>,
+    pub ccs: MaybeTimestamp,
     /// First application_data record.
-    pub first_app: Option<Timestamp>,
+    pub first_app: MaybeTimestamp,
     /// Handshake records after this direction's ChangeCipherSpec (its Finished).
     pub encrypted_handshake: u16,
     /// The last handshake message type this direction sent in plaintext.
@@ -195,12 +195,10 @@ pub struct TlsCore {
     pub detected: bool,
     /// The end that sent the ClientHello.
     pub client: Option<Side>,
-    pub client_hello_ts: Option<Timestamp>,
     /// ClientHellos seen (2 after a HelloRetryRequest).
     pub client_hellos: u8,
     /// The last ServerHello (after a HelloRetryRequest, the real one).
     pub server_hello: Option<ServerHello>,
-    pub server_hello_ts: Option<Timestamp>,
     /// A HelloRetryRequest was sent.
     pub hello_retry: bool,
     /// An SSLv2 server-hello with this version.
@@ -349,9 +347,9 @@ pub struct TlsPoint {
     streams: [Stream; 2],
 }
 
-// Kept once per TLS session and point (1,880 bytes before the shared stores and
-// the packed record log).
-const _: () = assert!(std::mem::size_of::<TlsPoint>() == 1088);
+// Kept once per TLS session and point (1,880 bytes before the shared stores, the
+// packed record log and the 8-byte optional times).
+const _: () = assert!(std::mem::size_of::<TlsPoint>() == 1024);
 const _: () = assert!(std::mem::size_of::<LoggedRecord>() == 12);
 
 /// What a point holds in the worker's stores ([`Memo`]), and the ClientHello's
@@ -730,7 +728,6 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
                         f.detected = true;
                         f.hello_retry |= sh.hello_retry;
                         f.server_hello = Some(sh);
-                        f.server_hello_ts = Some(ctx.ts);
                         f.after_server_hello = f.nlog;
                     }
                     Err(_) => f.dirs[d].skipped_messages += 1,
@@ -817,7 +814,7 @@ fn record_seen(f: &mut TlsCore, side: Side, ts: Timestamp, content_type: u8, len
             dir.app_bytes += u64::from(len);
             dir.first_app.get_or_insert(ts);
         }
-        content::HANDSHAKE if dir.ccs.is_some() => {
+        content::HANDSHAKE if dir.ccs.get().is_some() => {
             dir.encrypted_handshake = dir.encrypted_handshake.saturating_add(1);
         }
         _ => {}
@@ -841,6 +838,5 @@ fn on_client_hello(ctx: &mut Ctx<'_>, ch: ClientHello) {
             random: [0; 32],
             ..ch
         });
-        f.client_hello_ts = Some(ctx.ts);
     }
 }
