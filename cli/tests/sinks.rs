@@ -211,7 +211,10 @@ fn read_resp(r: &mut impl BufRead) -> std::io::Result<Resp> {
     Ok(match t {
         "+" => Resp::Ok,
         ":" => Resp::Int(rest.parse().unwrap()),
-        "-" => panic!("redis error {rest}"),
+        // An error reply is an error, not a panic: a restarted redis-server answers
+        // `-LOADING` (PING included) until it has read its append-only file, and the
+        // readiness wait in start_redis must go on waiting then.
+        "-" => return Err(std::io::Error::other(format!("redis error {rest}"))),
         "$" => {
             let n: i64 = rest.parse().unwrap();
             if n < 0 {
