@@ -599,6 +599,9 @@ pub struct Record {
     /// Each end's first RST that shows signs of forgery, by the sender's side,
     /// unless comparing two points already found it forged or absorbed.
     pub suspect: [Option<Suspect>; 2],
+    /// When the worker pushed the record on its ring: [`crate::metrics::mono_ns`],
+    /// 0 when metrics are off. Only the export latency histogram reads it.
+    pub pushed_ns: u64,
 }
 
 impl Record {
