@@ -410,6 +410,18 @@ fn run_and_compare(tag: &str, args: &[&str]) -> (Scrape, Value) {
     child.wait().unwrap();
     let s: Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
     check_equal(&m, &s);
+    // Every metric served is documented.
+    let doc = std::fs::read_to_string(root().join("docs/metrics.md")).unwrap();
+    let families: BTreeSet<&str> =
+        m.0.keys()
+            .map(|(n, _)| n.trim_end_matches("_sum").trim_end_matches("_count"))
+            .collect();
+    for f in families {
+        assert!(
+            doc.contains(&format!("`{f}`")),
+            "docs/metrics.md does not document `{f}`"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     (m, s)
 }
