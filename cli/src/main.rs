@@ -22,6 +22,7 @@ use engine::worker::WorkerConfig;
 mod check;
 mod input;
 mod live;
+mod metrics;
 mod sink;
 mod summary;
 
@@ -236,12 +237,60 @@ struct AnalysisArgs {
     #[arg(long, value_name = "PATH")]
     stats: Option<PathBuf>,
 
+    /// Serve the run's counters in the Prometheus text format at
+    /// http://ADDR/metrics (e.g. 127.0.0.1:9464): packets, sessions, verdicts,
+    /// drops by cause, ring occupancy, sinks, and quantiles of processing time and
+    /// export latency. See docs/metrics.md.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+
+    /// With --metrics: after the run (its summary and --stats written), keep
+    /// serving the final counters this long before exiting, so that a scraper
+    /// gets them (`tapwatch_run_finished` is then 1).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    metrics_linger: Nanos,
+
     /// No summary on standard error.
     #[arg(short, long)]
     quiet: bool,
 }
 
 impl AnalysisArgs {
+    /// Binds `--metrics` (a setup error if it cannot), before anything is read.
+    fn metrics_listener(&self) -> Result<Option<std::net::TcpListener>> {
+        self.metrics.as_deref().map(metrics::bind).transpose()
+    }
+
+    /// Starts serving `--metrics` for a run of points `names`, with the sinks of
+    /// `outs`; `live` reads the capture threads' counters (replay: None).
+    fn serve_metrics(
+        listener: Option<std::net::TcpListener>,
+        names: &[String],
+        outs: &Outputs,
+        live: Option<Box<dyn Fn() -> metrics::LivePoints + Send + Sync>>,
+    ) -> Result<Option<std::sync::Arc<metrics::Sources>>> {
+        let Some(listener) = listener else {
+            return Ok(None);
+        };
+        let mut src = metrics::Sources::new(names, Default::default());
+        src.sinks = outs
+            .fanout
+            .as_ref()
+            .map_or_else(Vec::new, sink::FanOut::probes);
+        src.live = live;
+        let src = std::sync::Arc::new(src);
+        metrics::serve(listener, std::sync::Arc::clone(&src))?;
+        Ok(Some(src))
+    }
+
+    /// After the run: marks it finished and serves for `--metrics-linger`.
+    fn linger_metrics(&self, src: Option<&metrics::Sources>) {
+        if let Some(src) = src {
+            src.finished.store(true, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_nanos(self.metrics_linger.0));
+        }
+    }
+
     /// The pipeline for `points` capture points, the client side at `client_side`.
     fn pipeline(&self, points: usize, client_side: usize) -> Result<PipelineConfig> {
         let workers = self
@@ -617,6 +666,7 @@ fn replay(args: ReplayArgs) -> Result<i32> {
             args.inputs.len()
         );
     }
+    let listener = args.analysis.metrics_listener()?;
     let mut names: Vec<String> = Vec::new();
     let mut captures = Vec::new();
     for spec in &args.inputs {
@@ -657,7 +707,14 @@ fn replay(args: ReplayArgs) -> Result<i32> {
         .collect();
     let total_bytes: u64 = captures.iter().map(|c| c.bytes().len() as u64).sum();
 
-    let progress = Progress::default();
+    let served = AnalysisArgs::serve_metrics(listener, &names, &outs, None)?;
+    let progress = Progress {
+        telemetry: served.as_ref().map(|s| std::sync::Arc::clone(&s.telemetry)),
+        ..Progress::default()
+    };
+    let mut export_probe = served
+        .as_ref()
+        .map(|s| metrics::ExportProbe::new(std::sync::Arc::clone(&s.export)));
     let done = AtomicBool::new(false);
     let show_progress = !args.no_progress && !an.quiet && io::stderr().is_terminal();
     let started = Instant::now();
@@ -677,7 +734,11 @@ fn replay(args: ReplayArgs) -> Result<i32> {
                 move |r| {
                     line.clear();
                     engine::json::record_to(&mut line, r, names);
-                    outs.write(&line)
+                    outs.write(&line)?;
+                    if let Some(p) = export_probe.as_mut() {
+                        p.written(r);
+                    }
+                    Ok(())
                 }
             },
             &progress,
@@ -722,6 +783,7 @@ fn replay(args: ReplayArgs) -> Result<i32> {
     if let Some(path) = &an.stats {
         summary.write_json(path)?;
     }
+    an.linger_metrics(served.as_deref());
     output_result(&report.export, flushed, an.quiet)?;
     Ok(if report.errors.is_empty() { 0 } else { 1 })
 }

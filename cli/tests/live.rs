@@ -550,6 +550,9 @@ fn one_interface(queues: u32, net: u8, extra: &[&str]) -> Vec<Value> {
     }
     lab.wait_for("live.err", "tapwatch: counters after");
     lab.wait_for("live.err", "socket m1 queue 0");
+    if let Some(i) = extra.iter().position(|a| *a == "--metrics") {
+        scrape_live(&s, extra[i + 1]);
+    }
     let live = finish_and_compare(&mut lab, tw, dumps, &[("tap", "m")]);
     let verdicts: Vec<&str> = live.iter().filter_map(|r| r["verdict"].as_str()).collect();
     for v in [
@@ -572,6 +575,55 @@ fn one_interface(queues: u32, net: u8, extra: &[&str]) -> Vec<Value> {
         }
     }
     lines(&lab.path("live.jsonl"))
+}
+
+/// Scrapes `--metrics` at `addr` from inside `ns` while the capture runs: the
+/// frames read and the sessions judged so far are counted, and the kernel's drops
+/// are reported (the strict format and the final values are checked on replays in
+/// cli/tests/metrics.rs).
+fn scrape_live(ns: &str, addr: &str) {
+    let url = format!("http://{addr}/metrics");
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-sf", &url])
+            .output()
+            .expect("run curl");
+        assert!(out.status.success(), "scrape {url} in {ns} failed");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let frames = value(&text, "tapwatch_frames_total{point=\"tap\"}").expect("frames");
+        let sessions: f64 = ["0", "1"]
+            .iter()
+            .map(|w| {
+                value(&text, &format!("tapwatch_sessions_total{{worker=\"{w}\"}}"))
+                    .expect("sessions per worker")
+            })
+            .sum();
+        assert!(
+            value(
+                &text,
+                "tapwatch_drops_total{cause=\"capture_kernel\",point=\"tap\"}"
+            )
+            .is_some(),
+            "kernel drops reported:\n{text}"
+        );
+        assert_eq!(value(&text, "tapwatch_run_finished"), Some(0.0));
+        if frames > 0.0 && sessions > 0.0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing counted yet:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `--metrics` during a live capture (the endpoint inside the sensor's namespace).
+#[test]
+fn live_metrics_scraped_while_capturing() {
+    one_interface(1, 26, &["--metrics", "127.0.0.1:9464"]);
 }
 
 #[test]

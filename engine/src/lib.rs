@@ -27,6 +27,7 @@ pub mod clock;
 pub mod correlate;
 pub mod flow;
 pub mod json;
+pub mod metrics;
 mod outbox;
 pub mod pairing;
 pub mod pipeline;

@@ -21,6 +21,9 @@ pub(crate) struct RingOutput<'a> {
     /// [`Notice::Opened`] that found the ring full and are not announced yet: the
     /// earliest start among them, and how many.
     pub(crate) lost: Option<(Timestamp, u32)>,
+    /// Stamp each record with the time it is pushed ([`Record::pushed_ns`]): one
+    /// clock read (vDSO) per verdict, never per packet; only with `--metrics`.
+    pub(crate) stamp: bool,
 }
 
 impl RingOutput<'_> {
@@ -37,6 +40,9 @@ impl RingOutput<'_> {
 impl Output for RingOutput<'_> {
     fn record(&mut self, r: Record) {
         let mut r = r;
+        if self.stamp {
+            r.pushed_ns = crate::metrics::mono_ns();
+        }
         let mut w = Waiter::default();
         loop {
             match self.records.push(r) {
@@ -102,6 +108,7 @@ mod tests {
             notices: Some(&mut tx),
             record_waits: &mut waits,
             notices_lost: &mut lost,
+            stamp: false,
             lost: None,
         };
         assert!(out.notice(&opened(5)));

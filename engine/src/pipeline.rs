@@ -29,13 +29,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 
 use crate::capture::{CaptureError, CaptureReader, Frame};
 use crate::clock;
 use crate::flow::worker_for;
+use crate::metrics::{Share, Telemetry, WorkerProbe, WorkerSnapshot};
 use crate::outbox::RingOutput;
 use crate::pairing::{Notice, PairConfig, PairStats, Pairer};
 use crate::session::PointId;
@@ -356,6 +357,9 @@ pub fn build(cfg: &PipelineConfig) -> (Vec<Dispatcher>, Vec<WorkerLoop>) {
                 copied: batch_bytes > 0,
                 record_waits: 0,
                 notices_lost: 0,
+                probe: None,
+                record_ring_capacity: cfg.record_ring.max(1) as u64,
+                dispatch_ring_capacity: 0,
             }
         })
         .collect();
@@ -364,6 +368,7 @@ pub fn build(cfg: &PipelineConfig) -> (Vec<Dispatcher>, Vec<WorkerLoop>) {
             let lanes = loops
                 .iter_mut()
                 .map(|l| {
+                    l.dispatch_ring_capacity += (in_flight + 1) as u64;
                     let (tx, rx) = rtrb::RingBuffer::<Box<Batch>>::new(in_flight + 1);
                     let (mut ret_tx, ret_rx) = rtrb::RingBuffer::<Box<Batch>>::new(in_flight + 1);
                     for _ in 0..in_flight {
@@ -485,6 +490,10 @@ pub struct WorkerLoop {
     copied: bool,
     record_waits: u64,
     notices_lost: u64,
+    /// With `--metrics`: times batches and publishes the counters.
+    probe: Option<WorkerProbe>,
+    record_ring_capacity: u64,
+    dispatch_ring_capacity: u64,
 }
 
 impl std::fmt::Debug for WorkerLoop {
@@ -518,6 +527,13 @@ impl WorkerLoop {
         self.notices_rx.take().expect("notices taken once")
     }
 
+    /// Publish counters, ring occupancy and batch times into `share` (see
+    /// [`crate::metrics`]), and stamp records with their push time. Without this
+    /// call the loop reads no clock at all.
+    pub fn publish_to(&mut self, share: Arc<Share<WorkerSnapshot>>) {
+        self.probe = Some(WorkerProbe::new(share));
+    }
+
     /// The worker's published clock (see [`run_exporter`]).
     pub fn progress(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.progress)
@@ -542,8 +558,13 @@ impl WorkerLoop {
             record_waits,
             notices_lost,
             progress,
+            probe,
+            record_ring_capacity,
+            dispatch_ring_capacity,
             ..
         } = &mut self;
+        let (record_ring_capacity, dispatch_ring_capacity) =
+            (*record_ring_capacity, *dispatch_ring_capacity);
         let (open_at_end, copied) = (*open_at_end, *copied);
         // A verdict is never dropped, whatever the overflow policy: a worker whose
         // record ring is full waits for the exporter (with `Overflow::Drop` its
@@ -554,6 +575,7 @@ impl WorkerLoop {
             record_waits,
             notices_lost,
             lost: None,
+            stamp: probe.is_some(),
         };
         // Packets of several readers are merged by time: a packet goes to the worker
         // only once no other reader can still send an older one (its next packet,
@@ -575,6 +597,9 @@ impl WorkerLoop {
                 .filter_map(|(k, i)| i.head().map(|h| (h, k)))
                 .min();
             let mut moved = false;
+            let mut processed = 0u64;
+            // One clock read per batch (with --metrics only), never per packet.
+            let started = probe.as_ref().map(|_| Instant::now());
             if let Some((_, k)) = next {
                 let bound = inputs
                     .iter()
@@ -598,6 +623,7 @@ impl WorkerLoop {
                         }
                         worker.process_to(m, m.payload(bytes_of(m)), &mut out);
                         input.pos += 1;
+                        processed += 1;
                         moved = true;
                     }
                 }
@@ -619,6 +645,26 @@ impl WorkerLoop {
                 None => worker.now(),
             };
             progress.store(now.0, Ordering::Release);
+            if let (Some(p), Some(t0)) = (probe.as_mut(), started) {
+                let t1 = Instant::now();
+                p.batch(t1.duration_since(t0), processed);
+                if p.due(t1) {
+                    let dispatch_ring = inputs.iter().map(|i| i.rx.slots() as u64).sum();
+                    let record_ring = record_ring_capacity - out.records.slots() as u64;
+                    let (stats, open) = (worker.stats(), worker.sessions() as u64);
+                    let (rw, nl) = (*out.record_waits, *out.notices_lost);
+                    p.publish(t1, false, |s| {
+                        s.stats = stats;
+                        s.open_sessions = open;
+                        s.record_waits = rw;
+                        s.notices_lost = nl;
+                        s.dispatch_ring = dispatch_ring;
+                        s.dispatch_ring_capacity = dispatch_ring_capacity;
+                        s.record_ring = record_ring;
+                        s.record_ring_capacity = record_ring_capacity;
+                    });
+                }
+            }
             if moved {
                 waiter.reset();
             } else {
@@ -628,6 +674,21 @@ impl WorkerLoop {
         worker.finish_to_with(open_at_end, &mut out);
         out.flush_lost();
         progress.store(u64::MAX, Ordering::Release);
+        if let Some(p) = probe.as_mut() {
+            let record_ring = record_ring_capacity - out.records.slots() as u64;
+            let (stats, open) = (worker.stats(), worker.sessions() as u64);
+            let (rw, nl) = (*out.record_waits, *out.notices_lost);
+            p.publish(Instant::now(), true, |s| {
+                s.stats = stats;
+                s.open_sessions = open;
+                s.record_waits = rw;
+                s.notices_lost = nl;
+                s.dispatch_ring = 0;
+                s.dispatch_ring_capacity = dispatch_ring_capacity;
+                s.record_ring = record_ring;
+                s.record_ring_capacity = record_ring_capacity;
+            });
+        }
         WorkerReport {
             stats: self.worker.stats(),
             record_waits: self.record_waits,
@@ -810,6 +871,8 @@ pub struct Progress {
     /// Capture bytes consumed, over all points.
     pub bytes: AtomicU64,
     pub frames: AtomicU64,
+    /// With `--metrics`: where the reader and the workers publish their counters.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// Replays captures: merges the points in timestamp order, decodes, dispatches to
@@ -825,6 +888,25 @@ pub fn replay<E: Send>(
     let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
     let notices: Vec<_> = loops.iter_mut().map(WorkerLoop::take_notices).collect();
     let clocks: Vec<_> = loops.iter().map(WorkerLoop::progress).collect();
+    if let Some(t) = &progress.telemetry {
+        let shares = t.worker_shares(loops.len());
+        for (l, sh) in loops.iter_mut().zip(shares) {
+            l.publish_to(Arc::clone(sh));
+        }
+    }
+    let publish_points = |points: &[ReaderStats], last: bool| {
+        if let Some(t) = &progress.telemetry {
+            let g = if last {
+                Some(t.reader.lock())
+            } else {
+                t.reader.try_publish()
+            };
+            if let Some(mut g) = g {
+                g.points.clear();
+                g.points.extend_from_slice(points);
+            }
+        }
+    };
     let pairing = cfg.pair_config();
     let mut points = vec![ReaderStats::default(); sources.len()];
     let mut errors = Vec::new();
@@ -883,6 +965,7 @@ pub fn replay<E: Send>(
                             .fetch_add(consumed - consumed_before, Ordering::Relaxed);
                         progress.frames.store(n, Ordering::Relaxed);
                         consumed_before = consumed;
+                        publish_points(&points, false);
                     }
                 }
                 (point, Err(e)) => errors.push((point, e)),
@@ -898,6 +981,7 @@ pub fn replay<E: Send>(
             p.ring_full_drops += drops;
             p.ring_full_waits += waits;
         }
+        publish_points(&points, true);
 
         let mut workers_total = WorkerStats::default();
         let (mut record_waits, mut notices_lost) = (0, 0);

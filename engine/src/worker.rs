@@ -522,6 +522,7 @@ impl Worker {
             compare,
             pairing: None,
             suspect,
+            pushed_ns: 0,
         };
         self.stats.verdicts[verdict.index()] += 1;
         self.stats.end_reasons[end.index()] += 1;

@@ -22,7 +22,7 @@ pub mod xsk;
 use std::io::{self, Write};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,8 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         ifaces.push(iface);
     }
     let queues: Vec<u32> = ifaces.iter().map(|i| rx_queues(i)).collect::<Result<_>>()?;
+    // Before anything is attached: a bad --metrics address is a setup error.
+    let listener = an.metrics_listener()?;
     if !args.umem_frames.is_power_of_two() || args.umem_frames < 64 {
         bail!(
             "--umem-frames must be a power of two of at least 64, not {}",
@@ -207,10 +209,55 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         );
     }
 
+    // --metrics reads the capture threads' counters (kept once the sockets are
+    // closed: their descriptors must not be asked after that).
+    let final_points: Arc<Mutex<Option<crate::metrics::LivePoints>>> = Arc::default();
+    let live_points = {
+        let views: Vec<(usize, RawFd, Arc<Shared>)> = views
+            .iter()
+            .map(|v| (v.point, v.fd, Arc::clone(&v.shared)))
+            .collect();
+        let npoints = names.len();
+        let final_points = Arc::clone(&final_points);
+        move || {
+            if let Some(f) = final_points
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                return f.clone();
+            }
+            let mut l = crate::metrics::LivePoints {
+                points: vec![ReaderStats::default(); npoints],
+                kernel_drops: vec![0; npoints],
+            };
+            for (p, fd, sh) in &views {
+                let r = &mut l.points[*p];
+                r.frames += sh.frames.load(Ordering::Relaxed);
+                r.bytes += sh.bytes.load(Ordering::Relaxed);
+                r.tcp += sh.tcp.load(Ordering::Relaxed);
+                r.ring_full_drops += sh.ring_full_drops.load(Ordering::Relaxed);
+                l.kernel_drops[*p] += kernel_stats(*fd).rx_dropped;
+            }
+            l
+        }
+    };
+    let served =
+        crate::AnalysisArgs::serve_metrics(listener, &names, &outs, Some(Box::new(live_points)))?;
+
     let started = Instant::now();
     let clock = xsk::Clock::new();
     let first_ts = clock.now();
     let (dispatchers, mut loops) = pipeline::build(&cfg);
+    if let Some(src) = &served {
+        let shares = src.telemetry.worker_shares(loops.len());
+        for (l, sh) in loops.iter_mut().zip(shares) {
+            l.publish_to(Arc::clone(sh));
+        }
+    }
+    let mut export_probe = served
+        .as_ref()
+        .map(|s| crate::metrics::ExportProbe::new(Arc::clone(&s.export)));
     let rings: Vec<_> = loops.iter_mut().map(WorkerLoop::take_records).collect();
     let notices: Vec<_> = loops.iter_mut().map(WorkerLoop::take_notices).collect();
     let clocks: Vec<_> = loops.iter().map(WorkerLoop::progress).collect();
@@ -232,7 +279,11 @@ pub fn run(args: LiveArgs) -> Result<i32> {
                         |r| {
                             line.clear();
                             engine::json::record_to(&mut line, r, names);
-                            outs.borrow_mut().write(&line)
+                            outs.borrow_mut().write(&line)?;
+                            if let Some(p) = export_probe.as_mut() {
+                                p.written(r);
+                            }
+                            Ok(())
                         },
                         // Live verdicts are read as they come: each burst is handed
                         // on as soon as nothing follows it (the sinks' threads
@@ -325,6 +376,24 @@ pub fn run(args: LiveArgs) -> Result<i32> {
         .zip(&names)
         .map(|(prog, name)| xdp_json(prog, name))
         .collect();
+    if served.is_some() {
+        let kernel_drops = (0..names.len())
+            .map(|p| {
+                returned
+                    .iter()
+                    .zip(&views)
+                    .filter(|(_, v)| v.point == p)
+                    .filter_map(|((sock, _, _), _)| sock.statistics().ok())
+                    .map(|k| k.rx_dropped)
+                    .sum()
+            })
+            .collect();
+        *final_points.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(crate::metrics::LivePoints {
+                points: points.clone(),
+                kernel_drops,
+            });
+    }
     drop(returned);
     for prog in programs {
         prog.detach();
@@ -378,6 +447,7 @@ pub fn run(args: LiveArgs) -> Result<i32> {
     if let Some(path) = &an.stats {
         summary.write_json(path)?;
     }
+    an.linger_metrics(served.as_deref());
     crate::output_result(&report.export, flushed, an.quiet)?;
     Ok(0)
 }

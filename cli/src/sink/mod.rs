@@ -415,7 +415,54 @@ pub struct Report {
     pub c: Counters,
 }
 
+/// A sink's counters as a metrics scrape reads them (see [`FanOut::probes`]).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub uri: String,
+    shared: Arc<Shared>,
+}
+
+/// What [`Probe::read`] gives: counters so far, and the sink's memory queue and
+/// spool now.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeReading {
+    pub c: Counters,
+    pub queue_lines: u64,
+    pub spool_lines: u64,
+    pub spool_bytes: u64,
+    pub down: bool,
+}
+
+impl Probe {
+    /// Takes the sink's lock once (the exporter takes it once per line anyway).
+    pub fn read(&self) -> ProbeReading {
+        let st = self.shared.lock();
+        let (spool_lines, spool_bytes) = match &st.spool {
+            Some(sp) => (sp.lines, sp.bytes),
+            None => (st.c.left_in_spool, st.c.left_in_spool_bytes),
+        };
+        ProbeReading {
+            c: st.c.clone(),
+            queue_lines: st.queue.len() as u64,
+            spool_lines,
+            spool_bytes,
+            down: st.down,
+        }
+    }
+}
+
 impl FanOut {
+    /// One probe per sink, for `--metrics`.
+    pub fn probes(&self) -> Vec<Probe> {
+        self.sinks
+            .iter()
+            .map(|s| Probe {
+                uri: s.uri.clone(),
+                shared: Arc::clone(&s.shared),
+            })
+            .collect()
+    }
+
     /// Opens every sink's spool and starts its delivery thread (which connects on
     /// its own: a collector that is down at start is an outage like any other).
     pub fn start(specs: &[Spec], opts: &Options) -> Result<FanOut> {
