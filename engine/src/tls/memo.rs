@@ -314,6 +314,8 @@ pub struct Memo {
     /// ClientHellos, their random zeroed.
     pub hellos: Store<ClientHello>,
     pub leaves: Store<LeafCert>,
+    /// The open sessions' record-header logs.
+    pub logs: super::observe::LogArena,
 }
 
 impl Memo {

@@ -136,7 +136,14 @@ impl TlsTable {
                 cfg.buf_cap,
                 stream_pool_size(cfg.buffers, max_sessions, points),
             ),
-            memo: memo::Memo::default(),
+            memo: memo::Memo {
+                logs: observe::LogArena::new(
+                    max_sessions
+                        .saturating_mul(points)
+                        .saturating_mul(observe::LOG_CHUNKS),
+                ),
+                ..memo::Memo::default()
+            },
             stats: TlsStats::default(),
         }
     }
@@ -204,7 +211,15 @@ impl TlsTable {
         off: usize,
     ) -> Option<FastWindow> {
         let p = &mut self.entries[i as usize * self.points + point];
-        p.fast_header(m.side, m.ts, m.pkt.seq, payload, off, &mut self.streams)
+        p.fast_header(
+            m.side,
+            m.ts,
+            m.pkt.seq,
+            payload,
+            off,
+            &mut self.streams,
+            &mut self.memo.logs,
+        )
     }
 
     /// All points of session `i`.

@@ -36,6 +36,10 @@ use crate::time::{MaybeTimestamp, Timestamp};
 pub const MAX_ALERTS: usize = 4;
 /// Record headers kept per point, in order, for the inference of encrypted alerts.
 pub const MAX_LOG: usize = 24;
+/// Record headers per chunk of the worker's [`LogArena`].
+pub const LOG_CHUNK: usize = 8;
+/// Chunks a point's log takes at most.
+pub const LOG_CHUNKS: usize = MAX_LOG / LOG_CHUNK;
 
 /// Handshake message types (RFC 8446 4, RFC 5246 7.4).
 pub mod hs {
@@ -135,6 +139,57 @@ pub struct LoggedRecord {
     pub len: u16,
 }
 
+/// The record-header logs of a worker's open TLS sessions, in chunks of
+/// [`LOG_CHUNK`] entries that a point takes as its log grows (most sessions are
+/// judged or still open with fewer than [`MAX_LOG`] records: they hold one or two
+/// chunks, not three). Chunks are recycled; the arena grows to the peak number in
+/// use, at most `limit` (which [`super::TlsTable`] sets to every point's three), then
+/// never allocates again. No chunk free: the entry is not kept, as when the log is
+/// full (`log_dropped`).
+#[derive(Debug)]
+pub struct LogArena {
+    chunks: Vec<[LoggedRecord; LOG_CHUNK]>,
+    free: Vec<u32>,
+    limit: usize,
+}
+
+impl Default for LogArena {
+    fn default() -> Self {
+        LogArena::new(NONE as usize)
+    }
+}
+
+impl LogArena {
+    /// At most `limit` chunks.
+    pub fn new(limit: usize) -> LogArena {
+        LogArena {
+            chunks: Vec::new(),
+            free: Vec::new(),
+            limit: limit.min(NONE as usize),
+        }
+    }
+
+    /// Chunks in use.
+    pub fn in_use(&self) -> usize {
+        self.chunks.len() - self.free.len()
+    }
+
+    fn take(&mut self) -> Option<u32> {
+        if let Some(i) = self.free.pop() {
+            return Some(i);
+        }
+        if self.chunks.len() >= self.limit {
+            return None;
+        }
+        self.chunks.push(Default::default());
+        Some((self.chunks.len() - 1) as u32)
+    }
+
+    fn give(&mut self, i: u32) {
+        self.free.push(i);
+    }
+}
+
 /// What one direction sent at the record layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct DirFacts {
@@ -174,8 +229,26 @@ pub struct DirFacts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct TlsFacts {
     pub core: TlsCore,
+    /// The record headers, the first `nlog` of them (kept in the worker's
+    /// [`LogArena`] while the session is open).
+    pub log: [LoggedRecord; MAX_LOG],
     pub client_hello: Option<ClientHello>,
     pub server_cert: Option<LeafCert>,
+}
+
+impl TlsFacts {
+    pub fn log(&self) -> &[LoggedRecord] {
+        &self.log[..usize::from(self.nlog)]
+    }
+
+    /// The same facts with the two sides exchanged: for a leg whose flow key puts
+    /// the ends the other way round than the session it is joined to.
+    pub fn swap_sides(&mut self) {
+        self.core.swap_sides();
+        for l in &mut self.log {
+            l.side = l.side.other();
+        }
+    }
 }
 
 impl std::ops::Deref for TlsFacts {
@@ -219,7 +292,7 @@ pub struct TlsCore {
     pub alerts: [Alert; MAX_ALERTS],
     pub nalerts: u8,
     pub alerts_dropped: u16,
-    pub log: [LoggedRecord; MAX_LOG],
+    /// Record headers logged (in [`TlsFacts::log`]).
     pub nlog: u8,
     pub log_dropped: u32,
     /// How far the handshake got: set when the session is judged.
@@ -229,9 +302,6 @@ pub struct TlsCore {
 impl TlsCore {
     pub fn alerts(&self) -> &[Alert] {
         &self.alerts[..usize::from(self.nalerts)]
-    }
-    pub fn log(&self) -> &[LoggedRecord] {
-        &self.log[..usize::from(self.nlog)]
     }
     pub fn push_alert(&mut self, a: Alert) {
         if usize::from(self.nalerts) < MAX_ALERTS {
@@ -252,8 +322,8 @@ impl TlsCore {
     pub fn is_tls13(&self) -> bool {
         self.version().is_some_and(is_tls13)
     }
-    /// The same facts with the two sides exchanged: for a leg whose flow key puts
-    /// the ends the other way round than the session it is joined to.
+    /// The same facts but the log with the two sides exchanged (see
+    /// [`TlsFacts::swap_sides`]).
     pub fn swap_sides(&mut self) {
         let other = |s: Side| s.other();
         self.client = self.client.map(other);
@@ -265,9 +335,6 @@ impl TlsCore {
         }
         for a in &mut self.alerts {
             a.side = a.side.other();
-        }
-        for l in &mut self.log {
-            l.side = l.side.other();
         }
     }
 
@@ -495,12 +562,15 @@ pub struct TlsPoint {
     pub facts: TlsCore,
     held: Held,
     dirs: [Framer; 2],
+    /// The chunks of its record log in the worker's [`LogArena`] (`NONE`: not
+    /// taken yet).
+    log: [u32; LOG_CHUNKS],
 }
 
 // Kept once per TLS session and point (1,880 bytes before the shared stores, the
 // packed record log and the 8-byte optional times; 1,024 before the streams were
-// parked in 24-byte framers).
-const _: () = assert!(std::mem::size_of::<TlsPoint>() == 656);
+// parked in 24-byte framers; 656 before the record log went to the `LogArena`).
+const _: () = assert!(std::mem::size_of::<TlsPoint>() == 384);
 const _: () = assert!(std::mem::size_of::<Framer>() == 24);
 const _: () = assert!(std::mem::size_of::<LoggedRecord>() == 12);
 
@@ -561,13 +631,25 @@ impl TlsPoint {
             facts: TlsCore::default(),
             held: Held::default(),
             dirs: [Framer::default(); 2],
+            log: [NONE; LOG_CHUNKS],
         }
     }
 
     /// All the facts, the shared parts taken from `memo`'s stores.
     pub fn facts(&self, memo: &Memo) -> TlsFacts {
+        let mut log = [LoggedRecord::default(); MAX_LOG];
+        for (n, e) in log
+            .iter_mut()
+            .enumerate()
+            .take(usize::from(self.facts.nlog))
+        {
+            if let Some(c) = memo.logs.chunks.get(self.log[n / LOG_CHUNK] as usize) {
+                *e = c[n % LOG_CHUNK];
+            }
+        }
         TlsFacts {
             core: self.facts,
+            log,
             client_hello: memo.hellos.get(self.held.hello).map(|ch| ClientHello {
                 random: self.held.random,
                 ..*ch
@@ -598,6 +680,12 @@ impl TlsPoint {
                 streams.free(f.slot);
             }
             *f = Framer::default();
+        }
+        for c in &mut self.log {
+            if *c != NONE {
+                memo.logs.give(*c);
+                *c = NONE;
+            }
         }
         memo.hellos.release(self.held.hello);
         memo.leaves.release(self.held.cert);
@@ -654,14 +742,19 @@ impl TlsPoint {
         streams: &mut StreamPool,
     ) -> FastWindow {
         let d = seg.side.index();
-        let Self { facts, held, dirs } = self;
+        let Self {
+            facts,
+            held,
+            dirs,
+            log,
+        } = self;
         let f = &mut dirs[d];
         if f.stopped {
             return FastWindow::NONE;
         }
         if f.slot != PARKED {
             let st = &mut streams.slots[f.slot as usize];
-            follow(facts, held, st, seg, ooo, msgs, memo);
+            follow(facts, held, log, st, seg, ooo, msgs, memo);
             let w = window(st);
             if let Some(parked) = st.park() {
                 streams.free(f.slot);
@@ -670,7 +763,7 @@ impl TlsPoint {
             return w;
         }
         let mut st = Stream::unpark(f, streams.buf_cap);
-        follow(facts, held, &mut st, seg, ooo, msgs, memo);
+        follow(facts, held, log, &mut st, seg, ooo, msgs, memo);
         let w = window(&st);
         let parked = st.park();
         if let Some(parked) = parked {
@@ -697,6 +790,10 @@ impl TlsPoint {
     /// window is returned. Otherwise (`None`) nothing was changed: the caller takes
     /// the full path.
     #[inline]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the segment's fields, and the worker's pools borrowed apart from the point"
+    )]
     pub fn fast_header(
         &mut self,
         side: Side,
@@ -705,8 +802,11 @@ impl TlsPoint {
         payload: &[u8],
         off: usize,
         streams: &mut StreamPool,
+        logs: &mut LogArena,
     ) -> Option<FastWindow> {
-        let Self { facts, dirs, .. } = self;
+        let Self {
+            facts, dirs, log, ..
+        } = self;
         let f = &mut dirs[side.index()];
         let &[ct, major, minor, l0, l1] = payload.get(off..off + 5)? else {
             return None;
@@ -743,7 +843,7 @@ impl TlsPoint {
             }
             st.reasm.advance_to(end);
         }
-        record_seen(facts, side, ts, ct, len);
+        record_seen(facts, log, logs, side, ts, ct, len);
         Some(FastWindow {
             next: end,
             end: end.wrapping_add(u32::from(left)),
@@ -765,9 +865,14 @@ fn window(st: &Stream) -> FastWindow {
 }
 
 /// Follows one segment of the direction `st`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the point's parts and the worker's pools, borrowed apart"
+)]
 fn follow(
     facts: &mut TlsCore,
     held: &mut Held,
+    log: &mut [u32; LOG_CHUNKS],
     st: &mut Stream,
     seg: &Segment<'_>,
     ooo: &mut BufPool,
@@ -800,6 +905,7 @@ fn follow(
     let mut ctx = Ctx {
         facts: &mut *facts,
         held,
+        log,
         memo,
         side: seg.side,
         ts: seg.ts,
@@ -848,6 +954,7 @@ fn stop(st: &mut Stream, f: &mut DirFacts, ooo: &mut BufPool, msgs: &mut BufPool
 struct Ctx<'f> {
     facts: &'f mut TlsCore,
     held: &'f mut Held,
+    log: &'f mut [u32; LOG_CHUNKS],
     memo: &'f mut Memo,
     side: Side,
     ts: Timestamp,
@@ -942,7 +1049,15 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
     match e {
         Event::Record {
             content_type, len, ..
-        } => record_seen(f, ctx.side, ctx.ts, content_type, len),
+        } => record_seen(
+            f,
+            ctx.log,
+            &mut ctx.memo.logs,
+            ctx.side,
+            ctx.ts,
+            content_type,
+            len,
+        ),
         Event::Handshake { msg_type, body } => {
             f.dirs[d].last_message = msg_type;
             match msg_type {
@@ -1027,7 +1142,15 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
 
 /// A record header: counters, the last record, the log.
 #[inline]
-fn record_seen(f: &mut TlsCore, side: Side, ts: Timestamp, content_type: u8, len: u16) {
+fn record_seen(
+    f: &mut TlsCore,
+    log: &mut [u32; LOG_CHUNKS],
+    logs: &mut LogArena,
+    side: Side,
+    ts: Timestamp,
+    content_type: u8,
+    len: u16,
+) {
     let dir = &mut f.dirs[side.index()];
     dir.records += 1;
     let rec = LoggedRecord {
@@ -1048,12 +1171,20 @@ fn record_seen(f: &mut TlsCore, side: Side, ts: Timestamp, content_type: u8, len
         }
         _ => {}
     }
-    if usize::from(f.nlog) < MAX_LOG {
-        f.log[usize::from(f.nlog)] = rec;
-        f.nlog += 1;
-    } else {
-        f.log_dropped += 1;
+    let n = usize::from(f.nlog);
+    // Once an entry was not kept, none is: the log stays the first records.
+    if n < MAX_LOG && f.log_dropped == 0 {
+        let c = &mut log[n / LOG_CHUNK];
+        if *c == NONE {
+            *c = logs.take().unwrap_or(NONE);
+        }
+        if let Some(chunk) = logs.chunks.get_mut(*c as usize) {
+            chunk[n % LOG_CHUNK] = rec;
+            f.nlog += 1;
+            return;
+        }
     }
+    f.log_dropped += 1;
 }
 
 fn on_client_hello(ctx: &mut Ctx<'_>, ch: ClientHello) {
@@ -1132,6 +1263,35 @@ mod tests {
         assert!(!a.facts.dirs[0].gap);
     }
 
+    /// The log takes chunks as it grows, gives them back, and with none free keeps
+    /// the records it has (the rest counted as dropped, as when it is full).
+    #[test]
+    fn test_log_chunks_taken_and_bounded() {
+        let (mut ooo, mut msgs) = (BufPool::new(1024, 4), BufPool::new(1024, 4));
+        let mut memo = Memo {
+            logs: LogArena::new(1),
+            ..Memo::default()
+        };
+        let mut streams = StreamPool::new(1024, 1);
+        let mut a = TlsPoint::new();
+        // Ten empty handshake records.
+        let bytes: Vec<u8> = (0..10).flat_map(|_| [0x16, 3, 3, 0, 0]).collect();
+        a.on_segment(
+            &seg(Side::Lo, 100, &bytes),
+            &mut ooo,
+            &mut msgs,
+            &mut memo,
+            &mut streams,
+        );
+        assert_eq!(memo.logs.in_use(), 1);
+        let f = a.facts(&memo);
+        assert_eq!((f.nlog, f.log_dropped), (8, 2));
+        assert!(f.log().iter().all(|r| r.content_type == content::HANDSHAKE));
+        assert_eq!(f.dirs[0].records, 10);
+        a.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
+        assert_eq!(memo.logs.in_use(), 0);
+    }
+
     /// Between whole records nothing is held: the stream stays parked.
     #[test]
     fn test_whole_records_stay_parked() {
@@ -1157,7 +1317,15 @@ mod tests {
         // The fast path passed nothing; the next segment ends the record and
         // starts another.
         let next = [1, 2, 0x17, 3, 3, 0, 9, 0];
-        let w = a.fast_header(Side::Lo, Timestamp(2), 112, &next, 2, &mut streams);
+        let w = a.fast_header(
+            Side::Lo,
+            Timestamp(2),
+            112,
+            &next,
+            2,
+            &mut streams,
+            &mut memo.logs,
+        );
         assert_eq!(
             w,
             Some(FastWindow {
