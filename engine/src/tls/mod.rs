@@ -142,6 +142,7 @@ impl TlsTable {
                         .saturating_mul(points)
                         .saturating_mul(observe::LOG_CHUNKS),
                 ),
+                alerts: observe::AlertArena::new(max_sessions.saturating_mul(points)),
                 ..memo::Memo::default()
             },
             stats: TlsStats::default(),

@@ -139,30 +139,36 @@ pub struct LoggedRecord {
     pub len: u16,
 }
 
-/// The record-header logs of a worker's open TLS sessions, in chunks of
-/// [`LOG_CHUNK`] entries that a point takes as its log grows (most sessions are
-/// judged or still open with fewer than [`MAX_LOG`] records: they hold one or two
-/// chunks, not three). Chunks are recycled; the arena grows to the peak number in
-/// use, at most `limit` (which [`super::TlsTable`] sets to every point's three), then
-/// never allocates again. No chunk free: the entry is not kept, as when the log is
-/// full (`log_dropped`).
+/// Parts of the open TLS sessions' facts that most sessions use little of, in
+/// chunks of `N` entries taken as they fill: the record-header log (most sessions
+/// are judged, or still open, with fewer than [`MAX_LOG`] records: one or two chunks
+/// of [`LOG_CHUNK`], not three) and the alerts (most sessions have none). Chunks are
+/// recycled; the arena grows to the peak number in use, at most `limit` (which
+/// [`super::TlsTable`] sets to what all its points could take at once), then never
+/// allocates again. No chunk free: the entry is not kept, as when the session's own
+/// room is full (`log_dropped`, `alerts_dropped`).
 #[derive(Debug)]
-pub struct LogArena {
-    chunks: Vec<[LoggedRecord; LOG_CHUNK]>,
+pub struct Chunks<T, const N: usize> {
+    chunks: Vec<[T; N]>,
     free: Vec<u32>,
     limit: usize,
 }
 
-impl Default for LogArena {
+/// The record-header logs (see [`Chunks`]).
+pub type LogArena = Chunks<LoggedRecord, LOG_CHUNK>;
+/// The alerts (see [`Chunks`]): one chunk holds a point's [`MAX_ALERTS`].
+pub type AlertArena = Chunks<Alert, MAX_ALERTS>;
+
+impl<T: Copy + Default, const N: usize> Default for Chunks<T, N> {
     fn default() -> Self {
-        LogArena::new(NONE as usize)
+        Chunks::new(NONE as usize)
     }
 }
 
-impl LogArena {
+impl<T: Copy + Default, const N: usize> Chunks<T, N> {
     /// At most `limit` chunks.
-    pub fn new(limit: usize) -> LogArena {
-        LogArena {
+    pub fn new(limit: usize) -> Self {
+        Chunks {
             chunks: Vec::new(),
             free: Vec::new(),
             limit: limit.min(NONE as usize),
@@ -174,6 +180,44 @@ impl LogArena {
         self.chunks.len() - self.free.len()
     }
 
+    /// Puts `v` at `n` in the entries whose chunks are `idx` (`idx[n / N]` taken
+    /// here if [`NONE`]). False if no chunk was free.
+    fn set(&mut self, idx: &mut [u32], n: usize, v: T) -> bool {
+        let Some(c) = idx.get_mut(n / N) else {
+            return false;
+        };
+        if *c == NONE {
+            *c = self.take().unwrap_or(NONE);
+        }
+        match self.chunks.get_mut(*c as usize) {
+            Some(chunk) => {
+                chunk[n % N] = v;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The first `n` entries whose chunks are `idx`, into `out`.
+    fn get_into(&self, idx: &[u32], n: usize, out: &mut [T]) {
+        for (k, e) in out.iter_mut().enumerate().take(n) {
+            let chunk = idx.get(k / N).and_then(|&c| self.chunks.get(c as usize));
+            if let Some(chunk) = chunk {
+                *e = chunk[k % N];
+            }
+        }
+    }
+
+    /// Gives back the chunks `idx` (set to [`NONE`]).
+    fn give_all(&mut self, idx: &mut [u32]) {
+        for c in idx {
+            if *c != NONE {
+                self.free.push(*c);
+                *c = NONE;
+            }
+        }
+    }
+
     fn take(&mut self) -> Option<u32> {
         if let Some(i) = self.free.pop() {
             return Some(i);
@@ -181,12 +225,8 @@ impl LogArena {
         if self.chunks.len() >= self.limit {
             return None;
         }
-        self.chunks.push(Default::default());
+        self.chunks.push([T::default(); N]);
         Some((self.chunks.len() - 1) as u32)
-    }
-
-    fn give(&mut self, i: u32) {
-        self.free.push(i);
     }
 }
 
@@ -232,6 +272,9 @@ pub struct TlsFacts {
     /// The record headers, the first `nlog` of them (kept in the worker's
     /// [`LogArena`] while the session is open).
     pub log: [LoggedRecord; MAX_LOG],
+    /// The alerts, the first `nalerts` of them (kept in the worker's
+    /// [`AlertArena`] while the session is open).
+    pub alerts: [Alert; MAX_ALERTS],
     pub client_hello: Option<ClientHello>,
     pub server_cert: Option<LeafCert>,
 }
@@ -240,6 +283,17 @@ impl TlsFacts {
     pub fn log(&self) -> &[LoggedRecord] {
         &self.log[..usize::from(self.nlog)]
     }
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts[..usize::from(self.nalerts)]
+    }
+    pub fn push_alert(&mut self, a: Alert) {
+        if usize::from(self.nalerts) < MAX_ALERTS {
+            self.alerts[usize::from(self.nalerts)] = a;
+            self.core.nalerts += 1;
+        } else {
+            self.core.alerts_dropped = self.alerts_dropped.saturating_add(1);
+        }
+    }
 
     /// The same facts with the two sides exchanged: for a leg whose flow key puts
     /// the ends the other way round than the session it is joined to.
@@ -247,6 +301,9 @@ impl TlsFacts {
         self.core.swap_sides();
         for l in &mut self.log {
             l.side = l.side.other();
+        }
+        for a in &mut self.alerts {
+            a.side = a.side.other();
         }
     }
 }
@@ -289,7 +346,7 @@ pub struct TlsCore {
     pub client_cert: ClientCert,
     /// Indexed by [`Side`].
     pub dirs: [DirFacts; 2],
-    pub alerts: [Alert; MAX_ALERTS],
+    /// Alerts seen (in [`TlsFacts::alerts`]).
     pub nalerts: u8,
     pub alerts_dropped: u16,
     /// Record headers logged (in [`TlsFacts::log`]).
@@ -300,17 +357,6 @@ pub struct TlsCore {
 }
 
 impl TlsCore {
-    pub fn alerts(&self) -> &[Alert] {
-        &self.alerts[..usize::from(self.nalerts)]
-    }
-    pub fn push_alert(&mut self, a: Alert) {
-        if usize::from(self.nalerts) < MAX_ALERTS {
-            self.alerts[usize::from(self.nalerts)] = a;
-            self.nalerts += 1;
-        } else {
-            self.alerts_dropped = self.alerts_dropped.saturating_add(1);
-        }
-    }
     /// The negotiated version: the ServerHello's, else the SSLv2 server-hello's.
     pub fn version(&self) -> Option<u16> {
         self.server_hello
@@ -322,8 +368,8 @@ impl TlsCore {
     pub fn is_tls13(&self) -> bool {
         self.version().is_some_and(is_tls13)
     }
-    /// The same facts but the log with the two sides exchanged (see
-    /// [`TlsFacts::swap_sides`]).
+    /// The same facts but the log and the alerts with the two sides exchanged
+    /// (see [`TlsFacts::swap_sides`]).
     pub fn swap_sides(&mut self) {
         let other = |s: Side| s.other();
         self.client = self.client.map(other);
@@ -332,9 +378,6 @@ impl TlsCore {
             if let Some(r) = &mut d.last_record {
                 r.side = r.side.other();
             }
-        }
-        for a in &mut self.alerts {
-            a.side = a.side.other();
         }
     }
 
@@ -565,12 +608,15 @@ pub struct TlsPoint {
     /// The chunks of its record log in the worker's [`LogArena`] (`NONE`: not
     /// taken yet).
     log: [u32; LOG_CHUNKS],
+    /// Its alerts' chunk in the worker's [`AlertArena`] (`NONE`: no alert yet).
+    alerts: u32,
 }
 
 // Kept once per TLS session and point (1,880 bytes before the shared stores, the
 // packed record log and the 8-byte optional times; 1,024 before the streams were
-// parked in 24-byte framers; 656 before the record log went to the `LogArena`).
-const _: () = assert!(std::mem::size_of::<TlsPoint>() == 384);
+// parked in 24-byte framers; 656 before the record log went to the `LogArena`,
+// 384 before the alerts went to the `AlertArena`).
+const _: () = assert!(std::mem::size_of::<TlsPoint>() == 288);
 const _: () = assert!(std::mem::size_of::<Framer>() == 24);
 const _: () = assert!(std::mem::size_of::<LoggedRecord>() == 12);
 
@@ -632,24 +678,23 @@ impl TlsPoint {
             held: Held::default(),
             dirs: [Framer::default(); 2],
             log: [NONE; LOG_CHUNKS],
+            alerts: NONE,
         }
     }
 
     /// All the facts, the shared parts taken from `memo`'s stores.
     pub fn facts(&self, memo: &Memo) -> TlsFacts {
         let mut log = [LoggedRecord::default(); MAX_LOG];
-        for (n, e) in log
-            .iter_mut()
-            .enumerate()
-            .take(usize::from(self.facts.nlog))
-        {
-            if let Some(c) = memo.logs.chunks.get(self.log[n / LOG_CHUNK] as usize) {
-                *e = c[n % LOG_CHUNK];
-            }
-        }
+        memo.logs
+            .get_into(&self.log, usize::from(self.facts.nlog), &mut log);
+        let mut alerts = [Alert::default(); MAX_ALERTS];
+        let n = usize::from(self.facts.nalerts);
+        memo.alerts
+            .get_into(std::slice::from_ref(&self.alerts), n, &mut alerts);
         TlsFacts {
             core: self.facts,
             log,
+            alerts,
             client_hello: memo.hellos.get(self.held.hello).map(|ch| ClientHello {
                 random: self.held.random,
                 ..*ch
@@ -681,12 +726,8 @@ impl TlsPoint {
             }
             *f = Framer::default();
         }
-        for c in &mut self.log {
-            if *c != NONE {
-                memo.logs.give(*c);
-                *c = NONE;
-            }
-        }
+        memo.logs.give_all(&mut self.log);
+        memo.alerts.give_all(std::slice::from_mut(&mut self.alerts));
         memo.hellos.release(self.held.hello);
         memo.leaves.release(self.held.cert);
         self.held = Held::default();
@@ -747,6 +788,7 @@ impl TlsPoint {
             held,
             dirs,
             log,
+            alerts,
         } = self;
         let f = &mut dirs[d];
         if f.stopped {
@@ -754,7 +796,7 @@ impl TlsPoint {
         }
         if f.slot != PARKED {
             let st = &mut streams.slots[f.slot as usize];
-            follow(facts, held, log, st, seg, ooo, msgs, memo);
+            follow(facts, held, (log, alerts), st, seg, ooo, msgs, memo);
             let w = window(st);
             if let Some(parked) = st.park() {
                 streams.free(f.slot);
@@ -763,7 +805,7 @@ impl TlsPoint {
             return w;
         }
         let mut st = Stream::unpark(f, streams.buf_cap);
-        follow(facts, held, log, &mut st, seg, ooo, msgs, memo);
+        follow(facts, held, (log, alerts), &mut st, seg, ooo, msgs, memo);
         let w = window(&st);
         let parked = st.park();
         if let Some(parked) = parked {
@@ -872,7 +914,7 @@ fn window(st: &Stream) -> FastWindow {
 fn follow(
     facts: &mut TlsCore,
     held: &mut Held,
-    log: &mut [u32; LOG_CHUNKS],
+    (log, alerts): (&mut [u32; LOG_CHUNKS], &mut u32),
     st: &mut Stream,
     seg: &Segment<'_>,
     ooo: &mut BufPool,
@@ -906,6 +948,7 @@ fn follow(
         facts: &mut *facts,
         held,
         log,
+        alerts,
         memo,
         side: seg.side,
         ts: seg.ts,
@@ -955,6 +998,7 @@ struct Ctx<'f> {
     facts: &'f mut TlsCore,
     held: &'f mut Held,
     log: &'f mut [u32; LOG_CHUNKS],
+    alerts: &'f mut u32,
     memo: &'f mut Memo,
     side: Side,
     ts: Timestamp,
@@ -1106,32 +1150,42 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
         Event::Alert { level, description } => {
             let after_data = f.data_both_ways();
             let answers = f.dirs[peer].last_message;
-            f.push_alert(Alert {
-                ts: ctx.ts,
-                side: ctx.side,
-                level,
-                description,
-                encrypted: false,
-                inferred: false,
-                len: 2,
-                after_data,
-                answers,
-            });
+            push_alert(
+                f,
+                ctx.alerts,
+                &mut ctx.memo.alerts,
+                Alert {
+                    ts: ctx.ts,
+                    side: ctx.side,
+                    level,
+                    description,
+                    encrypted: false,
+                    inferred: false,
+                    len: 2,
+                    after_data,
+                    answers,
+                },
+            );
         }
         Event::EncryptedAlert { len } => {
             let after_data = f.data_both_ways();
             let answers = f.dirs[peer].last_message;
-            f.push_alert(Alert {
-                ts: ctx.ts,
-                side: ctx.side,
-                level: 0,
-                description: 0,
-                encrypted: true,
-                inferred: false,
-                len,
-                after_data,
-                answers,
-            });
+            push_alert(
+                f,
+                ctx.alerts,
+                &mut ctx.memo.alerts,
+                Alert {
+                    ts: ctx.ts,
+                    side: ctx.side,
+                    level: 0,
+                    description: 0,
+                    encrypted: true,
+                    inferred: false,
+                    len,
+                    after_data,
+                    answers,
+                },
+            );
         }
         Event::ChangeCipherSpec => {
             f.dirs[d].ccs.get_or_insert(ctx.ts);
@@ -1173,18 +1227,22 @@ fn record_seen(
     }
     let n = usize::from(f.nlog);
     // Once an entry was not kept, none is: the log stays the first records.
-    if n < MAX_LOG && f.log_dropped == 0 {
-        let c = &mut log[n / LOG_CHUNK];
-        if *c == NONE {
-            *c = logs.take().unwrap_or(NONE);
-        }
-        if let Some(chunk) = logs.chunks.get_mut(*c as usize) {
-            chunk[n % LOG_CHUNK] = rec;
-            f.nlog += 1;
-            return;
-        }
+    if n < MAX_LOG && f.log_dropped == 0 && logs.set(log, n, rec) {
+        f.nlog += 1;
+    } else {
+        f.log_dropped += 1;
     }
-    f.log_dropped += 1;
+}
+
+/// An alert, kept in `arena` (the point's chunk `idx`) if there is room.
+fn push_alert(f: &mut TlsCore, idx: &mut u32, arena: &mut AlertArena, a: Alert) {
+    let n = usize::from(f.nalerts);
+    // As for the log: once one was not kept, none is.
+    if n < MAX_ALERTS && f.alerts_dropped == 0 && arena.set(std::slice::from_mut(idx), n, a) {
+        f.nalerts += 1;
+    } else {
+        f.alerts_dropped = f.alerts_dropped.saturating_add(1);
+    }
 }
 
 fn on_client_hello(ctx: &mut Ctx<'_>, ch: ClientHello) {
@@ -1288,8 +1346,22 @@ mod tests {
         assert_eq!((f.nlog, f.log_dropped), (8, 2));
         assert!(f.log().iter().all(|r| r.content_type == content::HANDSHAKE));
         assert_eq!(f.dirs[0].records, 10);
+        // An alert takes the point's alert chunk.
+        assert_eq!(memo.alerts.in_use(), 0);
+        let alert = [0x15, 3, 3, 0, 2, 2, 40];
+        a.on_segment(
+            &seg(Side::Lo, 150, &alert),
+            &mut ooo,
+            &mut msgs,
+            &mut memo,
+            &mut streams,
+        );
+        assert_eq!(memo.alerts.in_use(), 1);
+        let f = a.facts(&memo);
+        assert_eq!(f.alerts().len(), 1);
+        assert_eq!((f.alerts()[0].level, f.alerts()[0].description), (2, 40));
         a.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
-        assert_eq!(memo.logs.in_use(), 0);
+        assert_eq!(memo.logs.in_use() + memo.alerts.in_use(), 0);
     }
 
     /// Between whole records nothing is held: the stream stays parked.
