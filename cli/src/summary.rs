@@ -137,6 +137,8 @@ impl Summary {
                 "not_tls": w.tls.not_tls,
                 "buffers_exhausted": w.tls.buffers_exhausted,
                 "buffers_made": w.tls.buffers_peak,
+                "streams_exhausted": w.tls.streams_exhausted,
+                "streams_peak": w.tls.streams_peak,
                 "memo": {
                     "fingerprint_hits": w.tls.memo.fingerprint_hits,
                     "fingerprint_misses": w.tls.memo.fingerprint_misses,

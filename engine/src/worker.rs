@@ -239,6 +239,8 @@ impl Worker {
         WorkerStats {
             tls: crate::tls::TlsStats {
                 memo: self.tls.memo.stats(),
+                streams_exhausted: self.tls.streams.exhausted,
+                streams_peak: self.tls.streams.peak as u64,
                 ..self.tls.stats
             },
             rsts_not_compared: self.rsts.as_ref().map_or(0, |l| l.not_kept),

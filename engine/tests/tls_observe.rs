@@ -10,7 +10,7 @@ use engine::capture::CaptureReader;
 use engine::flow::{FlowKey, Side};
 use engine::time::Timestamp;
 use engine::tls::memo::Memo;
-use engine::tls::observe::{Segment, TlsFacts, TlsPoint};
+use engine::tls::observe::{Segment, StreamPool, TlsFacts, TlsPoint};
 use engine::tls::pool::BufPool;
 use engine::wire;
 use proptest::prelude::*;
@@ -55,7 +55,8 @@ fn segments(path: &str) -> (Vec<Seg>, [Option<u32>; 2]) {
 }
 
 fn observe(segs: &[Seg], isn: [Option<u32>; 2]) -> TlsFacts {
-    let mut point = TlsPoint::new(65_536);
+    let mut point = TlsPoint::new();
+    let mut streams = StreamPool::new(65_536, 4);
     let mut ooo = BufPool::new(65_536, 16);
     let mut msgs = BufPool::new(65_536, 16);
     let mut memo = Memo::default();
@@ -74,12 +75,14 @@ fn observe(segs: &[Seg], isn: [Option<u32>; 2]) -> TlsFacts {
             &mut ooo,
             &mut msgs,
             &mut memo,
+            &mut streams,
         );
     }
     let facts = point.facts(&memo);
-    point.release(&mut ooo, &mut msgs, &mut memo);
+    point.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
     assert_eq!(memo.hellos.live() + memo.leaves.live(), 0, "all given back");
     assert_eq!(ooo.in_use() + msgs.in_use(), 0, "every buffer given back");
+    assert_eq!(streams.in_use(), 0, "every stream given back");
     facts
 }
 

@@ -314,6 +314,9 @@ pub struct Memo {
     /// ClientHellos, their random zeroed.
     pub hellos: Store<ClientHello>,
     pub leaves: Store<LeafCert>,
+    /// The open sessions' record-header logs and alerts.
+    pub logs: super::observe::LogArena,
+    pub alerts: super::observe::AlertArena,
 }
 
 impl Memo {

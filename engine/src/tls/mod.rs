@@ -16,7 +16,7 @@ pub mod pool;
 pub mod reassembly;
 pub mod record;
 
-use observe::{FastWindow, TlsPoint};
+use observe::{FastWindow, StreamPool, TlsPoint};
 use pool::BufPool;
 
 /// TLS limits of one worker.
@@ -58,6 +58,11 @@ pub struct TlsStats {
     pub buffers_exhausted: u64,
     /// Most buffers ever in use at once (both kinds).
     pub buffers_peak: u64,
+    /// Times a stream that was partly read found no place in the worker's
+    /// [`StreamPool`]: that direction was not followed further (`gap`).
+    pub streams_exhausted: u64,
+    /// Most streams held in the pool at once.
+    pub streams_peak: u64,
     /// Fingerprint hashes and certificates found in, or missing from, the
     /// worker's memo ([`memo`]).
     pub memo: memo::MemoStats,
@@ -69,6 +74,8 @@ impl TlsStats {
         self.not_tls += o.not_tls;
         self.buffers_exhausted += o.buffers_exhausted;
         self.buffers_peak += o.buffers_peak;
+        self.streams_exhausted += o.streams_exhausted;
+        self.streams_peak += o.streams_peak;
         self.memo.fingerprint_hits += o.memo.fingerprint_hits;
         self.memo.fingerprint_misses += o.memo.fingerprint_misses;
         self.memo.cert_hits += o.memo.cert_hits;
@@ -81,7 +88,8 @@ impl TlsStats {
 }
 
 /// The TLS state of a worker's sessions: one [`TlsPoint`] per session and point,
-/// taken when a session's first payload is TLS, and the buffer pools.
+/// taken when a session's first payload is TLS, the streams that are partly read,
+/// and the buffer pools.
 ///
 /// Entries are made on first need and recycled (the vector grows to the peak number
 /// of TLS sessions, then never allocates again); at most one per flow-table slot.
@@ -90,11 +98,24 @@ pub struct TlsTable {
     entries: Vec<TlsPoint>,
     free: Vec<u32>,
     points: usize,
-    cap: usize,
     pub ooo: BufPool,
     pub msgs: BufPool,
+    pub streams: StreamPool,
     pub memo: memo::Memo,
     pub stats: TlsStats,
+}
+
+/// Places in a worker's [`StreamPool`]: a stream is held there only while it is
+/// partly read, mostly while it holds a buffer (`buffers` of each kind), so four
+/// per buffer, and at least 16,384 (3.4 MB: the streams that wait for the rest of
+/// a record header or of their first bytes hold no buffer), and no more than two
+/// per session and point.
+pub fn stream_pool_size(buffers: usize, max_sessions: usize, points: usize) -> usize {
+    buffers
+        .saturating_mul(4)
+        .max(16_384)
+        .min(max_sessions.saturating_mul(points).saturating_mul(2))
+        .max(1)
 }
 
 impl TlsTable {
@@ -109,10 +130,21 @@ impl TlsTable {
             entries: Vec::new(),
             free: Vec::with_capacity(max_sessions),
             points,
-            cap: cfg.buf_cap,
             ooo: BufPool::new(cfg.buf_cap, cfg.buffers),
             msgs: BufPool::new(cfg.buf_cap, cfg.buffers),
-            memo: memo::Memo::default(),
+            streams: StreamPool::new(
+                cfg.buf_cap,
+                stream_pool_size(cfg.buffers, max_sessions, points),
+            ),
+            memo: memo::Memo {
+                logs: observe::LogArena::new(
+                    max_sessions
+                        .saturating_mul(points)
+                        .saturating_mul(observe::LOG_CHUNKS),
+                ),
+                alerts: observe::AlertArena::new(max_sessions.saturating_mul(points)),
+                ..memo::Memo::default()
+            },
             stats: TlsStats::default(),
         }
     }
@@ -123,13 +155,13 @@ impl TlsTable {
         if let Some(i) = self.free.pop() {
             let base = i as usize * self.points;
             for p in &mut self.entries[base..base + self.points] {
-                *p = TlsPoint::new(self.cap);
+                *p = TlsPoint::new();
             }
             return i;
         }
         let i = (self.entries.len() / self.points) as u32;
         for _ in 0..self.points {
-            self.entries.push(TlsPoint::new(self.cap));
+            self.entries.push(TlsPoint::new());
         }
         i
     }
@@ -155,6 +187,7 @@ impl TlsTable {
             entries,
             ooo,
             msgs,
+            streams,
             memo,
             ..
         } = self;
@@ -163,9 +196,9 @@ impl TlsTable {
             return FastWindow::NONE;
         }
         if let Some(next) = fast_next {
-            p.catch_up(seg.side, next);
+            p.catch_up(seg.side, next, streams);
         }
-        p.on_segment(seg, ooo, msgs, memo)
+        p.on_segment(seg, ooo, msgs, memo, streams)
     }
 
     /// See [`TlsPoint::fast_header`].
@@ -179,7 +212,15 @@ impl TlsTable {
         off: usize,
     ) -> Option<FastWindow> {
         let p = &mut self.entries[i as usize * self.points + point];
-        p.fast_header(m.side, m.ts, m.pkt.seq, payload, off)
+        p.fast_header(
+            m.side,
+            m.ts,
+            m.pkt.seq,
+            payload,
+            off,
+            &mut self.streams,
+            &mut self.memo.logs,
+        )
     }
 
     /// All points of session `i`.
@@ -209,15 +250,18 @@ impl TlsTable {
             entries,
             ooo,
             msgs,
+            streams,
             memo,
             ..
         } = self;
         for p in &mut entries[base..base + self.points] {
-            p.release(ooo, msgs, memo);
+            p.release(ooo, msgs, memo, streams);
         }
         self.free.push(i);
         let peak = (self.ooo.made() + self.msgs.made()) as u64;
         self.stats.buffers_peak = self.stats.buffers_peak.max(peak);
         self.stats.buffers_exhausted = self.ooo.exhausted + self.msgs.exhausted;
+        self.stats.streams_exhausted = self.streams.exhausted;
+        self.stats.streams_peak = self.streams.peak as u64;
     }
 }

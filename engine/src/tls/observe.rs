@@ -5,7 +5,11 @@
 //!
 //! Split in two: [`TlsFacts`] is plain `Copy` data that goes into the verdict
 //! record; [`TlsPoint`] adds the stream machinery (reassembly, record framing) that
-//! stays on the worker and borrows buffers from its [`BufPool`]. While the session
+//! stays on the worker and borrows buffers from its [`BufPool`]. A direction's
+//! machinery is held whole (in the worker's bounded [`StreamPool`]) only while
+//! something is partly read; otherwise it is parked in the point as a 24-byte
+//! `Framer` (record framing and next sequence number), which is all the fast
+//! path after the handshake needs. While the session
 //! is open, the ClientHello (but its random) and the server certificate, which
 //! repeat across sessions, are kept once per worker ([`super::memo::Store`]).
 //!
@@ -24,7 +28,7 @@ use super::memo::{Memo, NONE};
 use super::names::FixedStr;
 use super::pool::BufPool;
 use super::reassembly::Reassembler;
-use super::record::{content, Event, RecordReader};
+use super::record::{content, Event, Framing, RecordReader};
 use crate::flow::Side;
 use crate::time::{MaybeTimestamp, Timestamp};
 
@@ -32,6 +36,10 @@ use crate::time::{MaybeTimestamp, Timestamp};
 pub const MAX_ALERTS: usize = 4;
 /// Record headers kept per point, in order, for the inference of encrypted alerts.
 pub const MAX_LOG: usize = 24;
+/// Record headers per chunk of the worker's [`LogArena`].
+pub const LOG_CHUNK: usize = 8;
+/// Chunks a point's log takes at most.
+pub const LOG_CHUNKS: usize = MAX_LOG / LOG_CHUNK;
 
 /// Handshake message types (RFC 8446 4, RFC 5246 7.4).
 pub mod hs {
@@ -131,6 +139,97 @@ pub struct LoggedRecord {
     pub len: u16,
 }
 
+/// Parts of the open TLS sessions' facts that most sessions use little of, in
+/// chunks of `N` entries taken as they fill: the record-header log (most sessions
+/// are judged, or still open, with fewer than [`MAX_LOG`] records: one or two chunks
+/// of [`LOG_CHUNK`], not three) and the alerts (most sessions have none). Chunks are
+/// recycled; the arena grows to the peak number in use, at most `limit` (which
+/// [`super::TlsTable`] sets to what all its points could take at once), then never
+/// allocates again. No chunk free: the entry is not kept, as when the session's own
+/// room is full (`log_dropped`, `alerts_dropped`).
+#[derive(Debug)]
+pub struct Chunks<T, const N: usize> {
+    chunks: Vec<[T; N]>,
+    free: Vec<u32>,
+    limit: usize,
+}
+
+/// The record-header logs (see [`Chunks`]).
+pub type LogArena = Chunks<LoggedRecord, LOG_CHUNK>;
+/// The alerts (see [`Chunks`]): one chunk holds a point's [`MAX_ALERTS`].
+pub type AlertArena = Chunks<Alert, MAX_ALERTS>;
+
+impl<T: Copy + Default, const N: usize> Default for Chunks<T, N> {
+    fn default() -> Self {
+        Chunks::new(NONE as usize)
+    }
+}
+
+impl<T: Copy + Default, const N: usize> Chunks<T, N> {
+    /// At most `limit` chunks.
+    pub fn new(limit: usize) -> Self {
+        Chunks {
+            chunks: Vec::new(),
+            free: Vec::new(),
+            limit: limit.min(NONE as usize),
+        }
+    }
+
+    /// Chunks in use.
+    pub fn in_use(&self) -> usize {
+        self.chunks.len() - self.free.len()
+    }
+
+    /// Puts `v` at `n` in the entries whose chunks are `idx` (`idx[n / N]` taken
+    /// here if [`NONE`]). False if no chunk was free.
+    fn set(&mut self, idx: &mut [u32], n: usize, v: T) -> bool {
+        let Some(c) = idx.get_mut(n / N) else {
+            return false;
+        };
+        if *c == NONE {
+            *c = self.take().unwrap_or(NONE);
+        }
+        match self.chunks.get_mut(*c as usize) {
+            Some(chunk) => {
+                chunk[n % N] = v;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The first `n` entries whose chunks are `idx`, into `out`.
+    fn get_into(&self, idx: &[u32], n: usize, out: &mut [T]) {
+        for (k, e) in out.iter_mut().enumerate().take(n) {
+            let chunk = idx.get(k / N).and_then(|&c| self.chunks.get(c as usize));
+            if let Some(chunk) = chunk {
+                *e = chunk[k % N];
+            }
+        }
+    }
+
+    /// Gives back the chunks `idx` (set to [`NONE`]).
+    fn give_all(&mut self, idx: &mut [u32]) {
+        for c in idx {
+            if *c != NONE {
+                self.free.push(*c);
+                *c = NONE;
+            }
+        }
+    }
+
+    fn take(&mut self) -> Option<u32> {
+        if let Some(i) = self.free.pop() {
+            return Some(i);
+        }
+        if self.chunks.len() >= self.limit {
+            return None;
+        }
+        self.chunks.push([T::default(); N]);
+        Some((self.chunks.len() - 1) as u32)
+    }
+}
+
 /// What one direction sent at the record layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct DirFacts {
@@ -170,8 +269,43 @@ pub struct DirFacts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct TlsFacts {
     pub core: TlsCore,
+    /// The record headers, the first `nlog` of them (kept in the worker's
+    /// [`LogArena`] while the session is open).
+    pub log: [LoggedRecord; MAX_LOG],
+    /// The alerts, the first `nalerts` of them (kept in the worker's
+    /// [`AlertArena`] while the session is open).
+    pub alerts: [Alert; MAX_ALERTS],
     pub client_hello: Option<ClientHello>,
     pub server_cert: Option<LeafCert>,
+}
+
+impl TlsFacts {
+    pub fn log(&self) -> &[LoggedRecord] {
+        &self.log[..usize::from(self.nlog)]
+    }
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts[..usize::from(self.nalerts)]
+    }
+    pub fn push_alert(&mut self, a: Alert) {
+        if usize::from(self.nalerts) < MAX_ALERTS {
+            self.alerts[usize::from(self.nalerts)] = a;
+            self.core.nalerts += 1;
+        } else {
+            self.core.alerts_dropped = self.alerts_dropped.saturating_add(1);
+        }
+    }
+
+    /// The same facts with the two sides exchanged: for a leg whose flow key puts
+    /// the ends the other way round than the session it is joined to.
+    pub fn swap_sides(&mut self) {
+        self.core.swap_sides();
+        for l in &mut self.log {
+            l.side = l.side.other();
+        }
+        for a in &mut self.alerts {
+            a.side = a.side.other();
+        }
+    }
 }
 
 impl std::ops::Deref for TlsFacts {
@@ -212,10 +346,10 @@ pub struct TlsCore {
     pub client_cert: ClientCert,
     /// Indexed by [`Side`].
     pub dirs: [DirFacts; 2],
-    pub alerts: [Alert; MAX_ALERTS],
+    /// Alerts seen (in [`TlsFacts::alerts`]).
     pub nalerts: u8,
     pub alerts_dropped: u16,
-    pub log: [LoggedRecord; MAX_LOG],
+    /// Record headers logged (in [`TlsFacts::log`]).
     pub nlog: u8,
     pub log_dropped: u32,
     /// How far the handshake got: set when the session is judged.
@@ -223,20 +357,6 @@ pub struct TlsCore {
 }
 
 impl TlsCore {
-    pub fn alerts(&self) -> &[Alert] {
-        &self.alerts[..usize::from(self.nalerts)]
-    }
-    pub fn log(&self) -> &[LoggedRecord] {
-        &self.log[..usize::from(self.nlog)]
-    }
-    pub fn push_alert(&mut self, a: Alert) {
-        if usize::from(self.nalerts) < MAX_ALERTS {
-            self.alerts[usize::from(self.nalerts)] = a;
-            self.nalerts += 1;
-        } else {
-            self.alerts_dropped = self.alerts_dropped.saturating_add(1);
-        }
-    }
     /// The negotiated version: the ServerHello's, else the SSLv2 server-hello's.
     pub fn version(&self) -> Option<u16> {
         self.server_hello
@@ -248,8 +368,8 @@ impl TlsCore {
     pub fn is_tls13(&self) -> bool {
         self.version().is_some_and(is_tls13)
     }
-    /// The same facts with the two sides exchanged: for a leg whose flow key puts
-    /// the ends the other way round than the session it is joined to.
+    /// The same facts but the log and the alerts with the two sides exchanged
+    /// (see [`TlsFacts::swap_sides`]).
     pub fn swap_sides(&mut self) {
         let other = |s: Side| s.other();
         self.client = self.client.map(other);
@@ -258,12 +378,6 @@ impl TlsCore {
             if let Some(r) = &mut d.last_record {
                 r.side = r.side.other();
             }
-        }
-        for a in &mut self.alerts {
-            a.side = a.side.other();
-        }
-        for l in &mut self.log {
-            l.side = l.side.other();
         }
     }
 
@@ -311,7 +425,9 @@ impl FastWindow {
     }
 }
 
-/// One direction's stream machinery.
+/// One direction's stream machinery, whole. Held in the worker's [`StreamPool`]
+/// only while something is partly read (a split header or message, out-of-order
+/// data, the first bytes); otherwise parked in the point's [`Framer`].
 #[derive(Debug)]
 struct Stream {
     reasm: Reassembler,
@@ -327,15 +443,159 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(buf_cap: usize) -> Stream {
+    /// The stream parked in `f` (`buf_cap`: the buffers' size).
+    fn unpark(f: &Framer, buf_cap: usize) -> Stream {
         Stream {
-            reasm: Reassembler::new(buf_cap),
-            rec: RecordReader::new(buf_cap),
-            started: false,
-            prefix: Prefix::default(),
-            stopped: false,
-            acked_unseen: 0,
+            reasm: Reassembler::unpark(f.reasm_started, f.next, buf_cap),
+            rec: RecordReader::unpark(f.rec, buf_cap),
+            started: f.started,
+            prefix: Prefix {
+                decided: f.decided,
+                ..Prefix::default()
+            },
+            stopped: f.stopped,
+            acked_unseen: f.acked_unseen,
         }
+    }
+
+    /// All of the stream in a [`Framer`], if nothing is partly read (a stopped
+    /// stream reads nothing more and holds no buffer: always).
+    fn park(&self) -> Option<Framer> {
+        if self.stopped {
+            return Some(Framer {
+                stopped: true,
+                ..Framer::default()
+            });
+        }
+        let (reasm_started, next) = self.reasm.park()?;
+        let rec = self.rec.park()?;
+        if !self.prefix.decided && self.prefix.len > 0 {
+            return None;
+        }
+        Some(Framer {
+            rec,
+            next,
+            acked_unseen: self.acked_unseen,
+            slot: PARKED,
+            reasm_started,
+            started: self.started,
+            stopped: false,
+            decided: self.prefix.decided,
+        })
+    }
+}
+
+/// [`Framer::slot`] of a parked stream.
+const PARKED: u32 = u32::MAX;
+
+/// One direction of a point as the session keeps it: while nothing is partly read,
+/// the whole [`Stream`] parked in 24 bytes (the record framing and the next
+/// sequence number: all the fast path needs); otherwise the index of the stream in
+/// the worker's [`StreamPool`], which then holds it (and the other fields are
+/// stale but `stopped`, which is false).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Framer {
+    rec: Framing,
+    /// The reassembler's next sequence number.
+    next: u32,
+    acked_unseen: u32,
+    /// The stream's index in the [`StreamPool`], or [`PARKED`].
+    slot: u32,
+    reasm_started: bool,
+    started: bool,
+    stopped: bool,
+    /// The first bytes decided TLS (none gathered while undecided: parked).
+    decided: bool,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Framer {
+            rec: Framing::default(),
+            next: 0,
+            acked_unseen: 0,
+            slot: PARKED,
+            reasm_started: false,
+            started: false,
+            stopped: false,
+            decided: false,
+        }
+    }
+}
+
+impl Framer {
+    /// [`Reassembler::advance_to`] with nothing held.
+    #[inline]
+    fn advance_to(&mut self, seq: u32) {
+        if crate::tcp::seq_le(self.next, seq) {
+            self.next = seq;
+        }
+    }
+}
+
+/// The streams of a worker's TLS sessions that are partly read at the moment
+/// (see [`Framer`]): a bounded slab, reserved when the worker starts, filled on
+/// first need and recycled (never allocates once reserved). When it is full, a
+/// stream that needs a place is not followed further (its facts say `gap`) and the
+/// refusal is counted (`tls.streams_exhausted`).
+#[derive(Debug)]
+pub struct StreamPool {
+    slots: Vec<Stream>,
+    free: Vec<u32>,
+    limit: usize,
+    buf_cap: usize,
+    /// Times a stream found no place.
+    pub exhausted: u64,
+    /// Most streams held at once.
+    pub peak: usize,
+}
+
+impl StreamPool {
+    /// At most `limit` streams, whose buffers hold `buf_cap` bytes.
+    pub fn new(buf_cap: usize, limit: usize) -> StreamPool {
+        let limit = limit.clamp(1, PARKED as usize);
+        StreamPool {
+            slots: Vec::with_capacity(limit),
+            free: Vec::with_capacity(limit),
+            limit,
+            buf_cap,
+            exhausted: 0,
+            peak: 0,
+        }
+    }
+
+    /// Streams held now.
+    pub fn in_use(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Whether a stream can be taken in; if not, the refusal is counted.
+    fn room(&mut self) -> bool {
+        let room = !self.free.is_empty() || self.slots.len() < self.limit;
+        if !room {
+            self.exhausted += 1;
+        }
+        room
+    }
+
+    /// Takes `st` in (after [`StreamPool::room`] said yes); its index.
+    fn put(&mut self, st: Stream) -> u32 {
+        let i = if let Some(i) = self.free.pop() {
+            self.slots[i as usize] = st;
+            i
+        } else {
+            // Reserved at creation for `limit`, which `room` checked: this push
+            // never reallocates.
+            self.slots.push(st);
+            (self.slots.len() - 1) as u32
+        };
+        self.peak = self.peak.max(self.in_use());
+        i
+    }
+
+    /// Gives back the place of a stream that was parked (holds no buffer).
+    fn free(&mut self, i: u32) {
+        self.free.push(i);
     }
 }
 
@@ -344,12 +604,20 @@ impl Stream {
 pub struct TlsPoint {
     pub facts: TlsCore,
     held: Held,
-    streams: [Stream; 2],
+    dirs: [Framer; 2],
+    /// The chunks of its record log in the worker's [`LogArena`] (`NONE`: not
+    /// taken yet).
+    log: [u32; LOG_CHUNKS],
+    /// Its alerts' chunk in the worker's [`AlertArena`] (`NONE`: no alert yet).
+    alerts: u32,
 }
 
 // Kept once per TLS session and point (1,880 bytes before the shared stores, the
-// packed record log and the 8-byte optional times).
-const _: () = assert!(std::mem::size_of::<TlsPoint>() == 1024);
+// packed record log and the 8-byte optional times; 1,024 before the streams were
+// parked in 24-byte framers; 656 before the record log went to the `LogArena`,
+// 384 before the alerts went to the `AlertArena`).
+const _: () = assert!(std::mem::size_of::<TlsPoint>() == 288);
+const _: () = assert!(std::mem::size_of::<Framer>() == 24);
 const _: () = assert!(std::mem::size_of::<LoggedRecord>() == 12);
 
 /// What a point holds in the worker's stores ([`Memo`]), and the ClientHello's
@@ -397,19 +665,36 @@ pub fn looks_like_tls(first: &[u8], mid_stream: bool) -> bool {
     }
 }
 
+impl Default for TlsPoint {
+    fn default() -> Self {
+        TlsPoint::new()
+    }
+}
+
 impl TlsPoint {
-    pub fn new(buf_cap: usize) -> TlsPoint {
+    pub fn new() -> TlsPoint {
         TlsPoint {
             facts: TlsCore::default(),
             held: Held::default(),
-            streams: [Stream::new(buf_cap), Stream::new(buf_cap)],
+            dirs: [Framer::default(); 2],
+            log: [NONE; LOG_CHUNKS],
+            alerts: NONE,
         }
     }
 
     /// All the facts, the shared parts taken from `memo`'s stores.
     pub fn facts(&self, memo: &Memo) -> TlsFacts {
+        let mut log = [LoggedRecord::default(); MAX_LOG];
+        memo.logs
+            .get_into(&self.log, usize::from(self.facts.nlog), &mut log);
+        let mut alerts = [Alert::default(); MAX_ALERTS];
+        let n = usize::from(self.facts.nalerts);
+        memo.alerts
+            .get_into(std::slice::from_ref(&self.alerts), n, &mut alerts);
         TlsFacts {
             core: self.facts,
+            log,
+            alerts,
             client_hello: memo.hellos.get(self.held.hello).map(|ch| ClientHello {
                 random: self.held.random,
                 ..*ch
@@ -423,13 +708,26 @@ impl TlsPoint {
         memo.hellos.get(self.held.hello).map(|ch| ch.sni)
     }
 
-    /// Gives back any buffer the streams hold and what it holds in `memo`'s stores
-    /// (the session ends).
-    pub fn release(&mut self, ooo: &mut BufPool, msgs: &mut BufPool, memo: &mut Memo) {
-        for st in &mut self.streams {
-            st.reasm.release(ooo);
-            st.rec.release_buffer(msgs);
+    /// Gives back any stream and buffer it holds and what it holds in `memo`'s
+    /// stores (the session ends).
+    pub fn release(
+        &mut self,
+        ooo: &mut BufPool,
+        msgs: &mut BufPool,
+        memo: &mut Memo,
+        streams: &mut StreamPool,
+    ) {
+        for f in &mut self.dirs {
+            if f.slot != PARKED {
+                let st = &mut streams.slots[f.slot as usize];
+                st.reasm.release(ooo);
+                st.rec.release_buffer(msgs);
+                streams.free(f.slot);
+            }
+            *f = Framer::default();
         }
+        memo.logs.give_all(&mut self.log);
+        memo.alerts.give_all(std::slice::from_mut(&mut self.alerts));
         memo.hellos.release(self.held.hello);
         memo.leaves.release(self.held.cert);
         self.held = Held::default();
@@ -439,23 +737,37 @@ impl TlsPoint {
     /// longer followed).
     #[inline]
     pub fn wants(&self, side: Side) -> bool {
-        !self.streams[side.index()].stopped
+        !self.dirs[side.index()].stopped
     }
 
     /// The bytes of `side` up to `seq` went by on the caller's fast path (see
     /// [`TlsPoint::on_segment`]): account for them.
-    pub fn catch_up(&mut self, side: Side, seq: u32) {
-        let st = &mut self.streams[side.index()];
-        let n = seq.wrapping_sub(st.reasm.next_seq());
-        if n == 0 || st.stopped || !st.reasm.is_clear() || n > u32::from(st.rec.skippable()) {
+    pub fn catch_up(&mut self, side: Side, seq: u32, streams: &mut StreamPool) {
+        let f = &mut self.dirs[side.index()];
+        if f.slot != PARKED {
+            let st = &mut streams.slots[f.slot as usize];
+            let n = seq.wrapping_sub(st.reasm.next_seq());
+            if n == 0 || st.stopped || !st.reasm.is_clear() || n > u32::from(st.rec.skippable()) {
+                return;
+            }
+            st.reasm.advance_to(seq);
+            st.rec.consume(n as u16);
             return;
         }
-        st.reasm.advance_to(seq);
-        st.rec.consume(n as u16);
+        // Parked: nothing is held, and a ChangeCipherSpec's end needs no more than
+        // the framing's own flag.
+        let n = seq.wrapping_sub(f.next);
+        if n == 0 || f.stopped || n > u32::from(f.rec.skippable()) {
+            return;
+        }
+        f.advance_to(seq);
+        f.rec.consume(n as u16);
     }
 
     /// Follows one segment. Out-of-order data waits in a buffer from `ooo`; split
-    /// handshake messages are assembled in one from `msgs`.
+    /// handshake messages are assembled in one from `msgs`. While anything is
+    /// partly read, the direction's stream is held in `streams` (no place free: the
+    /// direction is not followed further, as after a gap).
     ///
     /// Returns the fast-path window `[next, end)` of sequence numbers from `side`
     /// that need no reading (the rest of the current application_data record, with
@@ -468,18 +780,48 @@ impl TlsPoint {
         ooo: &mut BufPool,
         msgs: &mut BufPool,
         memo: &mut Memo,
+        streams: &mut StreamPool,
     ) -> FastWindow {
-        self.follow(seg, ooo, msgs, memo);
-        let st = &self.streams[seg.side.index()];
-        let left = st.rec.skippable();
-        if st.stopped || left == 0 || !st.reasm.is_clear() || !st.prefix.decided {
+        let d = seg.side.index();
+        let Self {
+            facts,
+            held,
+            dirs,
+            log,
+            alerts,
+        } = self;
+        let f = &mut dirs[d];
+        if f.stopped {
             return FastWindow::NONE;
         }
-        let next = st.reasm.next_seq();
-        FastWindow {
-            next,
-            end: next.wrapping_add(u32::from(left)),
+        if f.slot != PARKED {
+            let st = &mut streams.slots[f.slot as usize];
+            follow(facts, held, (log, alerts), st, seg, ooo, msgs, memo);
+            let w = window(st);
+            if let Some(parked) = st.park() {
+                streams.free(f.slot);
+                *f = parked;
+            }
+            return w;
         }
+        let mut st = Stream::unpark(f, streams.buf_cap);
+        follow(facts, held, (log, alerts), &mut st, seg, ooo, msgs, memo);
+        let w = window(&st);
+        let parked = st.park();
+        if let Some(parked) = parked {
+            *f = parked;
+            return w;
+        }
+        if streams.room() {
+            f.slot = streams.put(st);
+            return w;
+        }
+        stop(&mut st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
+        *f = Framer {
+            stopped: true,
+            ..Framer::default()
+        };
+        FastWindow::NONE
     }
 
     /// The fast path's second half: an in-order segment `payload` at `seq` that ends
@@ -490,6 +832,10 @@ impl TlsPoint {
     /// window is returned. Otherwise (`None`) nothing was changed: the caller takes
     /// the full path.
     #[inline]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the segment's fields, and the worker's pools borrowed apart from the point"
+    )]
     pub fn fast_header(
         &mut self,
         side: Side,
@@ -497,9 +843,13 @@ impl TlsPoint {
         seq: u32,
         payload: &[u8],
         off: usize,
+        streams: &mut StreamPool,
+        logs: &mut LogArena,
     ) -> Option<FastWindow> {
-        let Self { facts, streams, .. } = self;
-        let st = &mut streams[side.index()];
+        let Self {
+            facts, dirs, log, ..
+        } = self;
+        let f = &mut dirs[side.index()];
         let &[ct, major, minor, l0, l1] = payload.get(off..off + 5)? else {
             return None;
         };
@@ -510,89 +860,117 @@ impl TlsPoint {
             || minor > 4
             || len > super::record::MAX_RECORD_BODY
             || usize::from(len) <= after
-            || st.stopped
-            || !st.reasm.is_clear()
+            || f.stopped
         {
             return None;
         }
-        // Bytes of the current record passed over: the fast path's and this segment's.
-        let passed = seq.wrapping_sub(st.reasm.next_seq()) as usize + off;
         let left = len - after as u16;
-        if !st.rec.skip_into_app_record(passed, len, left) {
-            return None;
-        }
         let end = seq.wrapping_add(payload.len() as u32);
-        st.reasm.advance_to(end);
-        record_seen(facts, side, ts, ct, len);
+        if f.slot == PARKED {
+            // Bytes of the current record passed over: the fast path's and this
+            // segment's.
+            let passed = seq.wrapping_sub(f.next) as usize + off;
+            if !f.rec.skip_into_app_record(passed, len, left) {
+                return None;
+            }
+            f.advance_to(end);
+        } else {
+            let st = &mut streams.slots[f.slot as usize];
+            if st.stopped || !st.reasm.is_clear() {
+                return None;
+            }
+            let passed = seq.wrapping_sub(st.reasm.next_seq()) as usize + off;
+            if !st.rec.skip_into_app_record(passed, len, left) {
+                return None;
+            }
+            st.reasm.advance_to(end);
+        }
+        record_seen(facts, log, logs, side, ts, ct, len);
         Some(FastWindow {
             next: end,
             end: end.wrapping_add(u32::from(left)),
         })
     }
+}
 
-    fn follow(
-        &mut self,
-        seg: &Segment<'_>,
-        ooo: &mut BufPool,
-        msgs: &mut BufPool,
-        memo: &mut Memo,
-    ) {
-        let d = seg.side.index();
-        let Self {
-            facts,
-            held,
-            streams,
-        } = self;
-        let st = &mut streams[d];
-        if st.stopped {
-            return;
-        }
-        if seg.acked_unseen > st.acked_unseen {
-            // The peer acknowledged bytes of ours that the capture lost.
-            st.acked_unseen = seg.acked_unseen;
-            if st.started {
-                stop(st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
-                return;
-            }
-        }
-        if seg.payload.is_empty() {
-            if seg.wire_len > 0 {
-                stop(st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
-            }
-            return;
-        }
-        if !st.started {
-            st.started = true;
-            let start = seg.isn.map_or(seg.seq, |isn| isn.wrapping_add(1));
-            st.reasm.start(start);
-        }
-        let mut ctx = Ctx {
-            facts: &mut *facts,
-            held,
-            memo,
-            side: seg.side,
-            ts: seg.ts,
-            stop: None,
-            mid_stream: seg.isn.is_none(),
-        };
-        let (reasm, rec, prefix) = (&mut st.reasm, &mut st.rec, &mut st.prefix);
-        reasm.segment_from(seg.seq, seg.payload, ooo, &mut |bytes| {
-            feed(&mut ctx, rec, prefix, bytes, msgs)
-        });
-        if let Some(why) = ctx.stop {
-            stop(st, &mut facts.dirs[d], ooo, msgs, why);
-            return;
-        }
-        if st.reasm.overflow_bytes > 0 {
-            facts.dirs[d].overflow_bytes =
-                u32::try_from(st.reasm.overflow_bytes).unwrap_or(u32::MAX);
+/// The fast-path window of a stream after a segment (see [`TlsPoint::on_segment`]).
+fn window(st: &Stream) -> FastWindow {
+    let left = st.rec.skippable();
+    if st.stopped || left == 0 || !st.reasm.is_clear() || !st.prefix.decided {
+        return FastWindow::NONE;
+    }
+    let next = st.reasm.next_seq();
+    FastWindow {
+        next,
+        end: next.wrapping_add(u32::from(left)),
+    }
+}
+
+/// Follows one segment of the direction `st`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the point's parts and the worker's pools, borrowed apart"
+)]
+fn follow(
+    facts: &mut TlsCore,
+    held: &mut Held,
+    (log, alerts): (&mut [u32; LOG_CHUNKS], &mut u32),
+    st: &mut Stream,
+    seg: &Segment<'_>,
+    ooo: &mut BufPool,
+    msgs: &mut BufPool,
+    memo: &mut Memo,
+) {
+    let d = seg.side.index();
+    if st.stopped {
+        return;
+    }
+    if seg.acked_unseen > st.acked_unseen {
+        // The peer acknowledged bytes of ours that the capture lost.
+        st.acked_unseen = seg.acked_unseen;
+        if st.started {
             stop(st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
             return;
         }
-        if (seg.payload.len() as u32) < seg.wire_len {
-            // Cut by the snap length: the rest of the stream is out of reach.
+    }
+    if seg.payload.is_empty() {
+        if seg.wire_len > 0 {
             stop(st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
         }
+        return;
+    }
+    if !st.started {
+        st.started = true;
+        let start = seg.isn.map_or(seg.seq, |isn| isn.wrapping_add(1));
+        st.reasm.start(start);
+    }
+    let mut ctx = Ctx {
+        facts: &mut *facts,
+        held,
+        log,
+        alerts,
+        memo,
+        side: seg.side,
+        ts: seg.ts,
+        stop: None,
+        mid_stream: seg.isn.is_none(),
+    };
+    let (reasm, rec, prefix) = (&mut st.reasm, &mut st.rec, &mut st.prefix);
+    reasm.segment_from(seg.seq, seg.payload, ooo, &mut |bytes| {
+        feed(&mut ctx, rec, prefix, bytes, msgs)
+    });
+    if let Some(why) = ctx.stop {
+        stop(st, &mut facts.dirs[d], ooo, msgs, why);
+        return;
+    }
+    if st.reasm.overflow_bytes > 0 {
+        facts.dirs[d].overflow_bytes = u32::try_from(st.reasm.overflow_bytes).unwrap_or(u32::MAX);
+        stop(st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
+        return;
+    }
+    if (seg.payload.len() as u32) < seg.wire_len {
+        // Cut by the snap length: the rest of the stream is out of reach.
+        stop(st, &mut facts.dirs[d], ooo, msgs, Stop::Gap);
     }
 }
 
@@ -619,6 +997,8 @@ fn stop(st: &mut Stream, f: &mut DirFacts, ooo: &mut BufPool, msgs: &mut BufPool
 struct Ctx<'f> {
     facts: &'f mut TlsCore,
     held: &'f mut Held,
+    log: &'f mut [u32; LOG_CHUNKS],
+    alerts: &'f mut u32,
     memo: &'f mut Memo,
     side: Side,
     ts: Timestamp,
@@ -713,7 +1093,15 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
     match e {
         Event::Record {
             content_type, len, ..
-        } => record_seen(f, ctx.side, ctx.ts, content_type, len),
+        } => record_seen(
+            f,
+            ctx.log,
+            &mut ctx.memo.logs,
+            ctx.side,
+            ctx.ts,
+            content_type,
+            len,
+        ),
         Event::Handshake { msg_type, body } => {
             f.dirs[d].last_message = msg_type;
             match msg_type {
@@ -762,32 +1150,42 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
         Event::Alert { level, description } => {
             let after_data = f.data_both_ways();
             let answers = f.dirs[peer].last_message;
-            f.push_alert(Alert {
-                ts: ctx.ts,
-                side: ctx.side,
-                level,
-                description,
-                encrypted: false,
-                inferred: false,
-                len: 2,
-                after_data,
-                answers,
-            });
+            push_alert(
+                f,
+                ctx.alerts,
+                &mut ctx.memo.alerts,
+                Alert {
+                    ts: ctx.ts,
+                    side: ctx.side,
+                    level,
+                    description,
+                    encrypted: false,
+                    inferred: false,
+                    len: 2,
+                    after_data,
+                    answers,
+                },
+            );
         }
         Event::EncryptedAlert { len } => {
             let after_data = f.data_both_ways();
             let answers = f.dirs[peer].last_message;
-            f.push_alert(Alert {
-                ts: ctx.ts,
-                side: ctx.side,
-                level: 0,
-                description: 0,
-                encrypted: true,
-                inferred: false,
-                len,
-                after_data,
-                answers,
-            });
+            push_alert(
+                f,
+                ctx.alerts,
+                &mut ctx.memo.alerts,
+                Alert {
+                    ts: ctx.ts,
+                    side: ctx.side,
+                    level: 0,
+                    description: 0,
+                    encrypted: true,
+                    inferred: false,
+                    len,
+                    after_data,
+                    answers,
+                },
+            );
         }
         Event::ChangeCipherSpec => {
             f.dirs[d].ccs.get_or_insert(ctx.ts);
@@ -798,7 +1196,15 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
 
 /// A record header: counters, the last record, the log.
 #[inline]
-fn record_seen(f: &mut TlsCore, side: Side, ts: Timestamp, content_type: u8, len: u16) {
+fn record_seen(
+    f: &mut TlsCore,
+    log: &mut [u32; LOG_CHUNKS],
+    logs: &mut LogArena,
+    side: Side,
+    ts: Timestamp,
+    content_type: u8,
+    len: u16,
+) {
     let dir = &mut f.dirs[side.index()];
     dir.records += 1;
     let rec = LoggedRecord {
@@ -819,11 +1225,23 @@ fn record_seen(f: &mut TlsCore, side: Side, ts: Timestamp, content_type: u8, len
         }
         _ => {}
     }
-    if usize::from(f.nlog) < MAX_LOG {
-        f.log[usize::from(f.nlog)] = rec;
+    let n = usize::from(f.nlog);
+    // Once an entry was not kept, none is: the log stays the first records.
+    if n < MAX_LOG && f.log_dropped == 0 && logs.set(log, n, rec) {
         f.nlog += 1;
     } else {
         f.log_dropped += 1;
+    }
+}
+
+/// An alert, kept in `arena` (the point's chunk `idx`) if there is room.
+fn push_alert(f: &mut TlsCore, idx: &mut u32, arena: &mut AlertArena, a: Alert) {
+    let n = usize::from(f.nalerts);
+    // As for the log: once one was not kept, none is.
+    if n < MAX_ALERTS && f.alerts_dropped == 0 && arena.set(std::slice::from_mut(idx), n, a) {
+        f.nalerts += 1;
+    } else {
+        f.alerts_dropped = f.alerts_dropped.saturating_add(1);
     }
 }
 
@@ -838,5 +1256,156 @@ fn on_client_hello(ctx: &mut Ctx<'_>, ch: ClientHello) {
             random: [0; 32],
             ..ch
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(side: Side, seq: u32, payload: &[u8]) -> Segment<'_> {
+        Segment {
+            ts: Timestamp(1),
+            side,
+            seq,
+            payload,
+            wire_len: payload.len() as u32,
+            isn: Some(seq.wrapping_sub(1)),
+            acked_unseen: 0,
+        }
+    }
+
+    /// A stream is held in the pool only while partly read; with no place free it
+    /// stops (as after a gap), counted, and nothing is lost but its facts.
+    #[test]
+    fn test_stream_pool_full_stops_stream() {
+        let (mut ooo, mut msgs) = (BufPool::new(1024, 4), BufPool::new(1024, 4));
+        let mut memo = Memo::default();
+        let mut streams = StreamPool::new(1024, 1);
+        let (mut a, mut b) = (TlsPoint::new(), TlsPoint::new());
+        // Three bytes of a record header: undecided, held.
+        let head = [0x16, 3, 1];
+        a.on_segment(
+            &seg(Side::Lo, 100, &head),
+            &mut ooo,
+            &mut msgs,
+            &mut memo,
+            &mut streams,
+        );
+        assert_eq!(streams.in_use(), 1);
+        assert!(a.wants(Side::Lo));
+        b.on_segment(
+            &seg(Side::Lo, 100, &head),
+            &mut ooo,
+            &mut msgs,
+            &mut memo,
+            &mut streams,
+        );
+        assert_eq!(streams.exhausted, 1);
+        assert!(!b.wants(Side::Lo));
+        assert!(b.facts.dirs[0].gap);
+        // The rest of the header: nothing partly read (the body is still to
+        // come, but none of it gathered): parked again.
+        let rest = [0, 2];
+        a.on_segment(
+            &seg(Side::Lo, 103, &rest),
+            &mut ooo,
+            &mut msgs,
+            &mut memo,
+            &mut streams,
+        );
+        assert_eq!(streams.in_use(), 0);
+        a.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
+        b.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
+        assert_eq!(streams.in_use(), 0);
+        assert!(!a.facts.dirs[0].gap);
+    }
+
+    /// The log takes chunks as it grows, gives them back, and with none free keeps
+    /// the records it has (the rest counted as dropped, as when it is full).
+    #[test]
+    fn test_log_chunks_taken_and_bounded() {
+        let (mut ooo, mut msgs) = (BufPool::new(1024, 4), BufPool::new(1024, 4));
+        let mut memo = Memo {
+            logs: LogArena::new(1),
+            ..Memo::default()
+        };
+        let mut streams = StreamPool::new(1024, 1);
+        let mut a = TlsPoint::new();
+        // Ten empty handshake records.
+        let bytes: Vec<u8> = (0..10).flat_map(|_| [0x16, 3, 3, 0, 0]).collect();
+        a.on_segment(
+            &seg(Side::Lo, 100, &bytes),
+            &mut ooo,
+            &mut msgs,
+            &mut memo,
+            &mut streams,
+        );
+        assert_eq!(memo.logs.in_use(), 1);
+        let f = a.facts(&memo);
+        assert_eq!((f.nlog, f.log_dropped), (8, 2));
+        assert!(f.log().iter().all(|r| r.content_type == content::HANDSHAKE));
+        assert_eq!(f.dirs[0].records, 10);
+        // An alert takes the point's alert chunk.
+        assert_eq!(memo.alerts.in_use(), 0);
+        let alert = [0x15, 3, 3, 0, 2, 2, 40];
+        a.on_segment(
+            &seg(Side::Lo, 150, &alert),
+            &mut ooo,
+            &mut msgs,
+            &mut memo,
+            &mut streams,
+        );
+        assert_eq!(memo.alerts.in_use(), 1);
+        let f = a.facts(&memo);
+        assert_eq!(f.alerts().len(), 1);
+        assert_eq!((f.alerts()[0].level, f.alerts()[0].description), (2, 40));
+        a.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
+        assert_eq!(memo.logs.in_use() + memo.alerts.in_use(), 0);
+    }
+
+    /// Between whole records nothing is held: the stream stays parked.
+    #[test]
+    fn test_whole_records_stay_parked() {
+        let (mut ooo, mut msgs) = (BufPool::new(1024, 4), BufPool::new(1024, 4));
+        let mut memo = Memo::default();
+        let mut streams = StreamPool::new(1024, 1);
+        let mut a = TlsPoint::new();
+        // An empty handshake record, then an application_data record cut in two.
+        let bytes = [0x16, 3, 3, 0, 0, 0x17, 3, 3, 0, 4, 1, 2];
+        let w = a.on_segment(
+            &seg(Side::Lo, 100, &bytes),
+            &mut ooo,
+            &mut msgs,
+            &mut memo,
+            &mut streams,
+        );
+        assert_eq!(streams.in_use(), 0);
+        assert_eq!(
+            (w.next, w.end),
+            (112, 114),
+            "two bytes of the record to come"
+        );
+        // The fast path passed nothing; the next segment ends the record and
+        // starts another.
+        let next = [1, 2, 0x17, 3, 3, 0, 9, 0];
+        let w = a.fast_header(
+            Side::Lo,
+            Timestamp(2),
+            112,
+            &next,
+            2,
+            &mut streams,
+            &mut memo.logs,
+        );
+        assert_eq!(
+            w,
+            Some(FastWindow {
+                next: 120,
+                end: 128
+            })
+        );
+        assert_eq!(a.facts.dirs[0].app_records, 2);
+        assert_eq!(streams.in_use(), 0);
     }
 }

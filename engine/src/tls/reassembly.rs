@@ -69,6 +69,24 @@ impl Reassembler {
         }
     }
 
+    /// Where the reassembler stands when nothing is held (no range, no ring, no
+    /// overflow): whether it started, and the next sequence number. `None` otherwise.
+    /// [`Reassembler::unpark`] gives it back (but for `duplicate_bytes`, which is
+    /// not kept).
+    pub fn park(&self) -> Option<(bool, u32)> {
+        let idle = self.nranges == 0 && self.ring.is_empty() && self.overflow_bytes == 0;
+        idle.then_some((self.started, self.next))
+    }
+
+    /// The reassembler that [`Reassembler::park`] gave `(started, next)` of.
+    pub fn unpark(started: bool, next: u32, cap: usize) -> Reassembler {
+        Reassembler {
+            started,
+            next,
+            ..Reassembler::new(cap)
+        }
+    }
+
     /// Bytes held out of order, waiting for a hole to fill.
     pub fn held(&self) -> usize {
         self.ranges[..self.nranges]

@@ -84,7 +84,6 @@ pub struct RecordReader {
     msg_skip: u32,
     max_message: usize,
     encrypted: bool,
-    records: u32,
     /// Length of the record being read.
     record_len: u16,
     /// The first bytes of a handshake record after ChangeCipherSpec.
@@ -105,7 +104,6 @@ impl RecordReader {
             msg_skip: 0,
             max_message,
             encrypted: false,
-            records: 0,
             record_len: 0,
             peek: [0; 4],
             peek_len: 0,
@@ -127,29 +125,16 @@ impl RecordReader {
     /// feeding them (the fast path after the handshake).
     #[inline]
     pub fn skippable(&self) -> u16 {
-        match self.state {
-            State::Body { content_type, left }
-                if content_type == content::APPLICATION_DATA
-                    || (self.encrypted && content_type != content::ALERT) =>
-            {
-                left
-            }
-            _ => 0,
-        }
+        self.framing().skippable()
     }
 
     /// Passes over `n` bytes, at most [`RecordReader::skippable`] of them.
     pub fn consume(&mut self, n: u16) {
-        if let State::Body { content_type, left } = self.state {
-            let left = left.saturating_sub(n);
-            self.state = if left == 0 {
-                if content_type == content::CHANGE_CIPHER_SPEC {
-                    self.set_encrypted();
-                }
-                State::Header
-            } else {
-                State::Body { content_type, left }
-            };
+        let mut f = self.framing();
+        let ccs_over = f.consume(n);
+        self.state = f.state;
+        if ccs_over {
+            self.set_encrypted();
         }
     }
 
@@ -162,23 +147,54 @@ impl RecordReader {
     /// [`RecordReader::consume`] must see).
     #[inline]
     pub fn skip_into_app_record(&mut self, passed: usize, len: u16, left: u16) -> bool {
-        match self.state {
-            State::Body { content_type, .. }
-                if content_type != content::CHANGE_CIPHER_SPEC
-                    && usize::from(self.skippable()) == passed
-                    && left > 0 =>
-            {
-                self.records += 1;
-                self.record_len = len;
-                self.alert_len = 0;
-                self.peek_len = 0;
-                self.state = State::Body {
-                    content_type: content::APPLICATION_DATA,
-                    left,
-                };
-                true
+        let mut f = self.framing();
+        if !f.skip_into_app_record(passed, len, left) {
+            return false;
+        }
+        (self.state, self.record_len) = (f.state, f.record_len);
+        self.alert_len = 0;
+        self.peek_len = 0;
+        true
+    }
+
+    /// The reader's framing state, whether or not it is [`RecordReader::park`]able.
+    #[inline]
+    fn framing(&self) -> Framing {
+        Framing {
+            state: self.state,
+            record_len: self.record_len,
+            encrypted: self.encrypted,
+        }
+    }
+
+    /// The whole state of the reader in 8 bytes, if nothing is partly read: no
+    /// header, alert or peek bytes gathered, no handshake message assembled or
+    /// skipped, no buffer held. `None` otherwise. [`RecordReader::unpark`] gives the
+    /// same reader back: the events that follow do not depend on the round trip.
+    pub fn park(&self) -> Option<Framing> {
+        let partial_alert = matches!(
+            self.state,
+            State::Body {
+                content_type: content::ALERT,
+                ..
             }
-            _ => false,
+        ) && self.alert_len > 0;
+        let quiet = self.hdr_len == 0
+            && self.peek_len == 0
+            && self.msg_skip == 0
+            && self.msg.capacity() == 0
+            && !partial_alert;
+        quiet.then(|| self.framing())
+    }
+
+    /// The reader that [`RecordReader::park`] gave `f` of. The bytes it did not keep
+    /// are read only after the next record header, which sets them again.
+    pub fn unpark(f: Framing, max_message: usize) -> RecordReader {
+        RecordReader {
+            state: f.state,
+            record_len: f.record_len,
+            encrypted: f.encrypted,
+            ..RecordReader::new(max_message)
         }
     }
 
@@ -194,11 +210,6 @@ impl RecordReader {
 
     pub fn is_encrypted(&self) -> bool {
         self.encrypted
-    }
-
-    /// Records framed so far.
-    pub fn records(&self) -> u32 {
-        self.records
     }
 
     /// Reads the next bytes of the stream; `on` receives the events in order.
@@ -242,7 +253,6 @@ impl RecordReader {
                         on(Event::NotTls);
                         return;
                     }
-                    self.records += 1;
                     on(Event::Record {
                         content_type,
                         version: u16::from_be_bytes([major, minor]),
@@ -422,6 +432,80 @@ impl RecordReader {
     }
 }
 
+/// A [`RecordReader`] with nothing partly read ([`RecordReader::park`]): where the
+/// record layer stands, enough to follow record boundaries on the fast path without
+/// the reader (the bytes of a session that is past its handshake).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    state: State,
+    record_len: u16,
+    encrypted: bool,
+}
+
+impl Default for Framing {
+    fn default() -> Self {
+        RecordReader::new(0).framing()
+    }
+}
+
+impl Framing {
+    /// See [`RecordReader::skippable`].
+    #[inline]
+    pub fn skippable(&self) -> u16 {
+        match self.state {
+            State::Body { content_type, left }
+                if content_type == content::APPLICATION_DATA
+                    || (self.encrypted && content_type != content::ALERT) =>
+            {
+                left
+            }
+            _ => 0,
+        }
+    }
+
+    /// See [`RecordReader::consume`]. Returns whether a ChangeCipherSpec record
+    /// ended (the direction is encrypted from here: already set in `self`).
+    #[inline]
+    pub fn consume(&mut self, n: u16) -> bool {
+        let State::Body { content_type, left } = self.state else {
+            return false;
+        };
+        let left = left.saturating_sub(n);
+        if left > 0 {
+            self.state = State::Body { content_type, left };
+            return false;
+        }
+        self.state = State::Header;
+        let ccs = content_type == content::CHANGE_CIPHER_SPEC;
+        if ccs {
+            self.encrypted = true;
+        }
+        ccs
+    }
+
+    /// See [`RecordReader::skip_into_app_record`].
+    #[inline]
+    pub fn skip_into_app_record(&mut self, passed: usize, len: u16, left: u16) -> bool {
+        match self.state {
+            State::Body { content_type, .. }
+                if content_type != content::CHANGE_CIPHER_SPEC
+                    && usize::from(self.skippable()) == passed
+                    && left > 0 =>
+            {
+                self.record_len = len;
+                self.state = State::Body {
+                    content_type: content::APPLICATION_DATA,
+                    left,
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Framing>() == 8);
+
 /// The start of a record body after ChangeCipherSpec is a plaintext ClientHello or
 /// ServerHello that fits the record (an encrypted Finished gives this with a
 /// probability of about 10^-5).
@@ -453,9 +537,17 @@ mod tests {
     }
 
     fn run(chunks: &[&[u8]], max: usize) -> Vec<Owned> {
+        run_with(chunks, max, false)
+    }
+
+    /// Like [`run`], parking the reader between chunks whenever it can be parked.
+    fn run_with(chunks: &[&[u8]], max: usize, park: bool) -> Vec<Owned> {
         let mut r = RecordReader::new(max);
         let mut out = Vec::new();
         for c in chunks {
+            if let Some(f) = r.park().filter(|_| park) {
+                r = RecordReader::unpark(f, max);
+            }
             r.feed(c, &mut |e| {
                 out.push(match e {
                     Event::Record {
@@ -588,7 +680,9 @@ mod tests {
             cuts.push(stream.len());
             cuts.sort();
             let chunks: Vec<&[u8]> = cuts.windows(2).map(|w| &stream[w[0].min(stream.len())..w[1].min(stream.len())]).collect();
-            proptest::prop_assert_eq!(run(&chunks, 1024), whole);
+            proptest::prop_assert_eq!(run(&chunks, 1024), whole.clone());
+            // Parked between chunks (the fast path's state only): the same events.
+            proptest::prop_assert_eq!(run_with(&chunks, 1024, true), whole);
         }
 
         /// Any bytes: never a panic, and at most one NotTls.
