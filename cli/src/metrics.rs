@@ -501,6 +501,11 @@ pub fn render(src: &Sources) -> String {
     );
     t.sample(
         "tapwatch_drops_total",
+        &[("cause", "tls_streams_exhausted")],
+        total.tls.streams_exhausted,
+    );
+    t.sample(
+        "tapwatch_drops_total",
         &[("cause", "pairing_notice_ring_full")],
         workers.iter().map(|w| w.notices_lost).sum::<u64>(),
     );
@@ -678,6 +683,18 @@ pub fn render(src: &Sources) -> String {
         "counter",
         "Times a split handshake message or out-of-order data found no free TLS buffer.",
         total.tls.buffers_exhausted,
+    );
+    t.single(
+        "tapwatch_tls_streams_exhausted_total",
+        "counter",
+        "Times a partly read TLS stream direction found no place in the stream pool (not followed further).",
+        total.tls.streams_exhausted,
+    );
+    t.single(
+        "tapwatch_tls_streams_peak",
+        "gauge",
+        "Most TLS stream directions held in the stream pool at once, summed over workers.",
+        total.tls.streams_peak,
     );
     t.family(
         "tapwatch_tls_memo_total",

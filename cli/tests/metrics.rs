@@ -373,6 +373,18 @@ fn check_equal(m: &Scrape, s: &Value) {
         m.sum("tapwatch_tls_not_tls_total", &[]),
         n(&s["tls"]["not_tls"])
     );
+    assert_eq!(
+        drops("tls_streams_exhausted"),
+        n(&s["tls"]["streams_exhausted"])
+    );
+    assert_eq!(
+        m.sum("tapwatch_tls_streams_exhausted_total", &[]),
+        n(&s["tls"]["streams_exhausted"])
+    );
+    assert_eq!(
+        m.sum("tapwatch_tls_streams_peak", &[]),
+        n(&s["tls"]["streams_peak"])
+    );
     // Every packet followed is in the processing-time summary, every record
     // written in the latency summary.
     assert_eq!(
