@@ -781,9 +781,15 @@ pub fn run_exporter_idle<E>(
                 }
             }
             for _ in 0..ready {
-                let Ok(r) = ring.pop() else { break };
+                // Read in place, not popped: a record is 7.4 KB, and popping copied
+                // it twice (20M of the exporter's 179M instructions, callgrind on
+                // the 200k synth replay). The slot is freed once it is written.
+                let Ok(chunk) = ring.read_chunk(1) else { break };
                 any = true;
-                pairer.push(&r, &mut |r| write(r, &mut report));
+                if let Some(r) = chunk.as_slices().0.first() {
+                    pairer.push(r, &mut |r| write(r, &mut report));
+                }
+                chunk.commit_all();
             }
             all_done &= abandoned && ring.is_empty();
         }
