@@ -218,6 +218,38 @@ impl<'a> CaptureReader<'a> {
             self.state = State::Done;
             return None;
         }
+        // The common record (not the "modified" format, whole): read in place. Through
+        // pcap-parser's nom result it cost 80 instructions a frame (callgrind, 200k
+        // synth replay); anything else goes that way below, errors included.
+        if let (false, Some(hdr)) = (modified, input.first_chunk::<16>()) {
+            let word = |at: usize| {
+                let raw = [hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]];
+                if big_endian {
+                    u32::from_be_bytes(raw)
+                } else {
+                    u32::from_le_bytes(raw)
+                }
+            };
+            let caplen = word(8);
+            if caplen <= MAX_RECORD {
+                if let Some(data) = input.get(16..16 + caplen as usize) {
+                    let offset = self.pos + 16;
+                    self.pos = offset + data.len();
+                    let sub = if nanos {
+                        u64::from(word(4))
+                    } else {
+                        u64::from(word(4)) * 1000
+                    };
+                    return Some(Ok(Frame {
+                        ts: Timestamp::from_secs_nanos(word(0).into(), sub),
+                        link,
+                        data,
+                        wire_len: word(12),
+                        offset,
+                    }));
+                }
+            }
+        }
         let hdr_len = if modified { 24 } else { 16 };
         if input.len() >= 16 {
             let raw = [input[8], input[9], input[10], input[11]];
