@@ -222,29 +222,29 @@ impl<'a> CaptureReader<'a> {
         // pcap-parser's nom result it cost 80 instructions a frame (callgrind, 200k
         // synth replay); anything else goes that way below, errors included.
         if let (false, Some(hdr)) = (modified, input.first_chunk::<16>()) {
-            let word = |at: usize| {
-                let raw = [hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]];
-                if big_endian {
-                    u32::from_be_bytes(raw)
-                } else {
-                    u32::from_le_bytes(raw)
-                }
-            };
-            let caplen = word(8);
+            let mut w = [0u32; 4];
+            for (w, raw) in w.iter_mut().zip(hdr.chunks_exact(4)) {
+                let raw = [raw[0], raw[1], raw[2], raw[3]];
+                *w = u32::from_le_bytes(raw);
+            }
+            if big_endian {
+                w = w.map(u32::swap_bytes);
+            }
+            let [ts_sec, ts_sub, caplen, origlen] = w;
             if caplen <= MAX_RECORD {
                 if let Some(data) = input.get(16..16 + caplen as usize) {
                     let offset = self.pos + 16;
                     self.pos = offset + data.len();
                     let sub = if nanos {
-                        u64::from(word(4))
+                        u64::from(ts_sub)
                     } else {
-                        u64::from(word(4)) * 1000
+                        u64::from(ts_sub) * 1000
                     };
                     return Some(Ok(Frame {
-                        ts: Timestamp::from_secs_nanos(word(0).into(), sub),
+                        ts: Timestamp::from_secs_nanos(ts_sec.into(), sub),
                         link,
                         data,
-                        wire_len: word(12),
+                        wire_len: origlen,
                         offset,
                     }));
                 }
