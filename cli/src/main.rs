@@ -286,7 +286,7 @@ impl AnalysisArgs {
     /// After the run: marks it finished and serves for `--metrics-linger`.
     fn linger_metrics(&self, src: Option<&metrics::Sources>) {
         if let Some(src) = src {
-            src.finished.store(true, Ordering::Relaxed);
+            src.finished.store(true, Ordering::Release);
             std::thread::sleep(std::time::Duration::from_nanos(self.metrics_linger.0));
         }
     }

@@ -279,6 +279,12 @@ pub fn render(src: &Sources) -> String {
     let mut t = Text {
         out: String::with_capacity(16_384),
     };
+    // Whether the run is over, read before the copies: a scrape that says finished
+    // must show the final counters. Read after them, a scrape could copy a
+    // snapshot, be descheduled while the run ended, and then report the stale
+    // copy as final (seen once: records written 0 against 1 in --stats). Pairs with
+    // the release store of `linger_metrics`, made after every final publish.
+    let finished = src.finished.load(Ordering::Acquire);
     // Copies first, each lock held only for the copy.
     let workers: Vec<_> = src
         .telemetry
@@ -313,7 +319,7 @@ pub fn render(src: &Sources) -> String {
         "tapwatch_run_finished",
         "gauge",
         "1 once the run is over and its summary written (--metrics-linger), else 0.",
-        u8::from(src.finished.load(Ordering::Relaxed)),
+        u8::from(finished),
     );
     t.single(
         "tapwatch_workers",

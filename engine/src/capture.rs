@@ -218,6 +218,38 @@ impl<'a> CaptureReader<'a> {
             self.state = State::Done;
             return None;
         }
+        // The common record (not the "modified" format, whole): read in place. Through
+        // pcap-parser's nom result it cost 80 instructions a frame (callgrind, 200k
+        // synth replay); anything else goes that way below, errors included.
+        if let (false, Some(hdr)) = (modified, input.first_chunk::<16>()) {
+            let mut w = [0u32; 4];
+            for (w, raw) in w.iter_mut().zip(hdr.chunks_exact(4)) {
+                let raw = [raw[0], raw[1], raw[2], raw[3]];
+                *w = u32::from_le_bytes(raw);
+            }
+            if big_endian {
+                w = w.map(u32::swap_bytes);
+            }
+            let [ts_sec, ts_sub, caplen, origlen] = w;
+            if caplen <= MAX_RECORD {
+                if let Some(data) = input.get(16..16 + caplen as usize) {
+                    let offset = self.pos + 16;
+                    self.pos = offset + data.len();
+                    let sub = if nanos {
+                        u64::from(ts_sub)
+                    } else {
+                        u64::from(ts_sub) * 1000
+                    };
+                    return Some(Ok(Frame {
+                        ts: Timestamp::from_secs_nanos(ts_sec.into(), sub),
+                        link,
+                        data,
+                        wire_len: origlen,
+                        offset,
+                    }));
+                }
+            }
+        }
         let hdr_len = if modified { 24 } else { 16 };
         if input.len() >= 16 {
             let raw = [input[8], input[9], input[10], input[11]];

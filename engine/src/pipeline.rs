@@ -781,9 +781,15 @@ pub fn run_exporter_idle<E>(
                 }
             }
             for _ in 0..ready {
-                let Ok(r) = ring.pop() else { break };
+                // Read in place, not popped: a record is 7.4 KB, and popping copied
+                // it twice (20M of the exporter's 179M instructions, callgrind on
+                // the 200k synth replay). The slot is freed once it is written.
+                let Ok(chunk) = ring.read_chunk(1) else { break };
                 any = true;
-                pairer.push(&r, &mut |r| write(r, &mut report));
+                if let Some(r) = chunk.as_slices().0.first() {
+                    pairer.push(r, &mut |r| write(r, &mut report));
+                }
+                chunk.commit_all();
             }
             all_done &= abandoned && ring.is_empty();
         }
@@ -1040,6 +1046,27 @@ impl<'a> Merge<'a> {
     }
 
     fn next(&mut self) -> Option<(usize, Result<Frame<'a>, CaptureError>)> {
+        // One point (the common replay): nothing to merge, no head to keep. The
+        // general path below cost 200 instructions a frame for one reader
+        // (callgrind, 200k synth replay), more than framing the record.
+        if let ([Some(r)], [offset]) = (&mut self.readers[..], &self.offsets[..]) {
+            return match r.next() {
+                Some(Ok(mut f)) => {
+                    f.ts = clock::correct(f.ts, *offset);
+                    Some((0, Ok(f)))
+                }
+                Some(Err(e)) => {
+                    self.finished += r.bytes_read() as u64;
+                    self.readers[0] = None;
+                    Some((0, Err(e)))
+                }
+                None => {
+                    self.finished += r.bytes_read() as u64;
+                    self.readers[0] = None;
+                    None
+                }
+            };
+        }
         // Refill empty heads; an error is returned at once (that reader is done).
         for i in 0..self.readers.len() {
             if self.heads[i].is_none() {
