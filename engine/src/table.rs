@@ -76,6 +76,14 @@ impl Wheel {
     }
 }
 
+/// Where [`FlowTable::any_resumed`] resumes: slots past each wheel's cursor known
+/// to be empty.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Drain {
+    linger: usize,
+    idle: usize,
+}
+
 /// Sessions of one worker, bounded, with idle and linger timers.
 #[derive(Debug)]
 pub struct FlowTable {
@@ -280,6 +288,12 @@ impl FlowTable {
 
     /// The head of the first non-empty slot from the cursor on.
     fn earliest(&self, list: TimerList) -> Option<u32> {
+        self.earliest_from(list, &mut 0)
+    }
+
+    /// [`FlowTable::earliest`], starting `*from` slots past the cursor and leaving
+    /// `*from` at the slot found: the slots before it were empty.
+    fn earliest_from(&self, list: TimerList, from: &mut usize) -> Option<u32> {
         let w = match list {
             TimerList::Linger => &self.linger,
             _ => &self.idle,
@@ -288,15 +302,36 @@ impl FlowTable {
             return Some(w.pending.head);
         }
         let start = (w.cursor / w.width) as usize;
-        (0..SLOTS)
-            .map(|i| w.slots[(start + i) % SLOTS].head)
-            .find(|&h| h != NIL)
+        while *from < SLOTS {
+            let h = w.slots[(start + *from) % SLOTS].head;
+            if h != NIL {
+                return Some(h);
+            }
+            *from += 1;
+        }
+        None
     }
 
     /// Any live session (closed ones first), for draining the table at the end.
     pub fn any(&self) -> Option<u32> {
         self.earliest(TimerList::Linger)
             .or_else(|| self.earliest(TimerList::Idle))
+    }
+
+    /// What [`FlowTable::any`] returns, resuming the search where the previous call
+    /// with the same `d` found a session: draining a table of N sessions costs one
+    /// pass over the wheels, not N (a scan of up to 2 x [`SLOTS`] heads per session
+    /// was 11 % of the worker's instructions in the 200k-packet callgrind replay,
+    /// which ends with 8,512 sessions open). Exact while nothing is filed behind
+    /// the resumed positions, which removing sessions never does; when this finds
+    /// nothing, it looks once more from the start, so it never misses a session.
+    pub fn any_resumed(&self, d: &mut Drain) -> Option<u32> {
+        self.earliest_from(TimerList::Linger, &mut d.linger)
+            .or_else(|| self.earliest_from(TimerList::Idle, &mut d.idle))
+            .or_else(|| {
+                *d = Drain::default();
+                self.any()
+            })
     }
 
     /// Frees a slot: unlinks it from its timer wheel and from the index.
@@ -486,5 +521,95 @@ mod tests {
         assert_eq!(t.expired_linger(Timestamp(49 * S)), Some(c));
         t.remove(c);
         assert_eq!(t.any(), Some(b));
+    }
+}
+
+#[cfg(test)]
+mod drain_tests {
+    use super::*;
+    use crate::flow::Endpoint;
+
+    const S: u64 = 1_000_000_000;
+
+    /// A table with sessions spread over both wheels and many slots, some
+    /// expired into the pending lists.
+    fn filled() -> FlowTable {
+        let mut t = FlowTable::new(400, 1, Nanos(128 * S), Nanos(2 * S));
+        for i in 0..300u16 {
+            let (key, _) = FlowKey::from_packet(
+                Endpoint::v4([198, 18, 0, 1], 1024 + i),
+                Endpoint::v4([198, 18, 1, 1], 443),
+            );
+            let s = Session {
+                key,
+                hash: key.flow_hash(),
+                ..Session::default()
+            };
+            let at = Timestamp(u64::from(i) * S / 3);
+            let slot = t.insert(s, at).unwrap();
+            if i % 3 == 0 {
+                t.start_linger(slot, at);
+            }
+        }
+        // Move the linger wheel on: the expired sessions are judged (removed), and
+        // sessions of the slot it stopped in wait in its pending list.
+        while let Some(s) = t.expired_linger(Timestamp(20 * S)) {
+            t.remove(s);
+        }
+        t
+    }
+
+    #[test]
+    fn resumed_drain_takes_the_order_of_repeated_any() {
+        let mut a = filled();
+        let mut want = Vec::new();
+        while let Some(s) = a.any() {
+            want.push(s);
+            a.remove(s);
+        }
+        let mut b = filled();
+        let mut got = Vec::new();
+        let mut d = Drain::default();
+        while let Some(s) = b.any_resumed(&mut d) {
+            got.push(s);
+            b.remove(s);
+        }
+        assert!(want.len() > 250, "{}", want.len());
+        assert_eq!(got, want);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn resumed_drain_finds_a_session_filed_behind_it() {
+        let mut t = filled();
+        let mut d = Drain::default();
+        let first = t.any_resumed(&mut d).unwrap();
+        t.remove(first);
+        // Drain everything but one, then file a new session: still found.
+        while t.len() > 1 {
+            let s = t.any_resumed(&mut d).unwrap();
+            t.remove(s);
+        }
+        let (key, _) = FlowKey::from_packet(
+            Endpoint::v4([198, 18, 9, 9], 4000),
+            Endpoint::v4([198, 18, 1, 1], 443),
+        );
+        let fresh = t
+            .insert(
+                Session {
+                    key,
+                    hash: key.flow_hash(),
+                    ..Session::default()
+                },
+                Timestamp(0),
+            )
+            .unwrap();
+        let mut seen = Vec::new();
+        while let Some(s) = t.any_resumed(&mut d) {
+            seen.push(s);
+            t.remove(s);
+        }
+        assert!(seen.contains(&fresh), "{seen:?}");
+        assert!(t.is_empty());
     }
 }

@@ -24,7 +24,7 @@ use crate::session::{
     CloseKind, PairReport, PointId, PointState, Role, RstLog, Session, MAX_POINTS, TLS_NONE,
     TLS_UNKNOWN,
 };
-use crate::table::FlowTable;
+use crate::table::{Drain, FlowTable};
 use crate::time::{Nanos, Timestamp};
 use crate::tls::observe::{looks_like_tls, FastWindow, Segment, TlsFacts};
 use crate::tls::{TlsConfig, TlsStats, TlsTable};
@@ -390,7 +390,8 @@ impl Worker {
     /// (`open` = [`EndReason::Shutdown`]): judges every session still in the table;
     /// one still open is reported with `open`.
     pub fn finish_to_with(&mut self, open: EndReason, out: &mut impl Output) {
-        while let Some(slot) = self.table.any() {
+        let mut drain = Drain::default();
+        while let Some(slot) = self.table.any_resumed(&mut drain) {
             let end = match self.table.session(slot).close {
                 Some(_) => self.close_reason(slot),
                 None => self.expired_at(slot, self.now).unwrap_or(open),
