@@ -70,6 +70,13 @@ impl Wheel {
         }
     }
 
+    /// Whether [`FlowTable::expired`] would find nothing at `now`: no session
+    /// waits in the slot being visited and the next slot's time has not come.
+    #[inline(always)]
+    fn nothing_due(&self, now: u64) -> bool {
+        self.pending.head == NIL && self.cursor.saturating_add(self.width) > now
+    }
+
     /// The slot for an expiry time (never one already visited).
     fn slot_of(&self, due: u64) -> u32 {
         ((due.max(self.cursor) / self.width) as usize % SLOTS) as u32
@@ -208,12 +215,20 @@ impl FlowTable {
     }
 
     /// A closed session with no packet for the linger time at `now`.
+    #[inline]
     pub fn expired_linger(&mut self, now: Timestamp) -> Option<u32> {
+        if self.linger.nothing_due(now.0) {
+            return None;
+        }
         self.expired(TimerList::Linger, now)
     }
 
     /// An open session with no packet for the idle timeout at `now`.
+    #[inline]
     pub fn expired_idle(&mut self, now: Timestamp) -> Option<u32> {
+        if self.idle.nothing_due(now.0) {
+            return None;
+        }
         self.expired(TimerList::Idle, now)
     }
 
@@ -224,6 +239,11 @@ impl FlowTable {
         }
     }
 
+    // Out of line: the worker asks both wheels after every packet, and the answer
+    // is almost always "nothing" ([`Wheel::nothing_due`], inlined at the call); the
+    // call itself, saving and restoring registers, was two thirds of this function's
+    // 13M instructions in the 200k-packet callgrind replay.
+    #[inline(never)]
     fn expired(&mut self, list: TimerList, now: Timestamp) -> Option<u32> {
         let now = now.0;
         loop {
