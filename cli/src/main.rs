@@ -169,7 +169,9 @@ struct AnalysisArgs {
 
     /// TLS buffers per worker, for each of the two uses (split handshake messages,
     /// out-of-order data). A buffer is held only while needed; when all are busy the
-    /// message or segment is skipped and counted (`tls.buffers_exhausted`).
+    /// message or segment is skipped and counted (`tls.buffers_exhausted`). Also
+    /// sizes the pool of streams partly read: 4 x N places, at least 16,384 (full:
+    /// that direction is no longer followed, `tls.streams_exhausted`).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     tls_buffers: usize,
 
