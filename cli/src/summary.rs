@@ -275,11 +275,15 @@ impl Summary {
         )?;
         writeln!(
             out,
-            "  TLS: {} session(s), {} with other payload; buffers made: {}, busy when needed: {}",
+            "  TLS: {} session(s), {} with other payload; buffers made: {}, busy when needed: {}{}",
             j["tls"]["sessions"],
             j["tls"]["not_tls"],
             j["tls"]["buffers_made"],
-            j["tls"]["buffers_exhausted"]
+            j["tls"]["buffers_exhausted"],
+            match j["tls"]["streams_exhausted"].as_u64().unwrap_or(0) {
+                0 => String::new(),
+                n => format!(", streams not followed for want of room: {n}"),
+            }
         )?;
         writeln!(
             out,
