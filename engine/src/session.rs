@@ -3,7 +3,7 @@
 //! direction, and when and how the session closed.
 
 use crate::flow::{FlowKey, Side};
-use crate::tcp::{DirState, SegEvent};
+use crate::tcp::{DirLive, DirState, SegEvent};
 use crate::time::Timestamp;
 use crate::tls::observe::FastWindow;
 use crate::wire::Packet;
@@ -62,11 +62,58 @@ pub enum CloseKind {
     Fin,
 }
 
-/// What one capture point saw of a session.
+/// What one capture point saw of a session (as a verdict
+/// [`crate::verdict::Record`] carries it): a [`PointLive`] with its RSTs back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct PointState {
     /// Indexed by [`Side`]: what the `lo` and the `hi` end sent.
     pub dirs: [DirState; 2],
+    /// Outermost VLAN id of the first tagged packet.
+    pub vlan: Option<u16>,
+    /// Frames cut by the snap length.
+    pub snaplen_cut: u32,
+    /// Per [`Side`]: the TLS fast-path window (see [`PointLive::tls_fast`]).
+    pub tls_fast: [FastWindow; 2],
+}
+
+impl PointState {
+    /// `live` (what `point` saw of the session in `slot`) with its RSTs from `store`,
+    /// which gives them up.
+    pub fn take(live: &PointLive, store: &mut RstStore, slot: u32, point: usize) -> PointState {
+        let dir = |store: &mut RstStore, side: Side| {
+            let d = &live.dirs[side.index()];
+            let rsts = if d.rst_count > 0 {
+                store.take(slot, point, side)
+            } else {
+                None
+            };
+            DirState::new(*d, rsts)
+        };
+        PointState {
+            dirs: [dir(store, Side::Lo), dir(store, Side::Hi)],
+            vlan: live.vlan,
+            snaplen_cut: live.snaplen_cut,
+            tls_fast: live.tls_fast,
+        }
+    }
+
+    pub fn seen(&self) -> bool {
+        self.dirs[0].seen() || self.dirs[1].seen()
+    }
+    pub fn rst_seen(&self) -> bool {
+        self.dirs[0].rst_count > 0 || self.dirs[1].rst_count > 0
+    }
+    pub fn both_fin(&self) -> bool {
+        self.dirs[0].fin_count > 0 && self.dirs[1].fin_count > 0
+    }
+}
+
+/// What one capture point saw of a session, as the flow table keeps it while the
+/// session is open: the RST events are in the worker's [`RstStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PointLive {
+    /// Indexed by [`Side`]: what the `lo` and the `hi` end sent.
+    pub dirs: [DirLive; 2],
     /// Outermost VLAN id of the first tagged packet.
     pub vlan: Option<u16>,
     /// Frames cut by the snap length.
@@ -76,7 +123,7 @@ pub struct PointState {
     pub tls_fast: [FastWindow; 2],
 }
 
-impl PointState {
+impl PointLive {
     pub fn seen(&self) -> bool {
         self.dirs[0].seen() || self.dirs[1].seen()
     }
@@ -87,7 +134,8 @@ impl PointState {
         self.dirs[0].fin_count > 0 && self.dirs[1].fin_count > 0
     }
 
-    /// Records a packet sent by `side`. Returns whether it was a retransmission.
+    /// Records a packet sent by `side` (an RST's event: [`RstStore::on_rst`] first).
+    /// Returns whether it was a retransmission.
     pub fn on_packet(&mut self, ts: Timestamp, side: Side, p: &Packet) -> bool {
         if self.vlan.is_none() {
             self.vlan = p.vlan;
@@ -104,8 +152,69 @@ impl PointState {
     }
 }
 
+/// The first and the last RST of each end at each point, for the sessions of one
+/// worker that have any: a side table keyed by flow-table slot, point and side, so
+/// that [`PointLive`] does not carry 96 bytes that most sessions never use. An end
+/// gets its entry at its first RST at a point and gives it up when the session is
+/// judged ([`PointState::take`]), so the store holds at most two entries per
+/// session and point the table holds: bounded by the table, it never drops one. It
+/// grows with use (amortized: a hash table doubling), to at most that.
+#[derive(Debug, Default)]
+pub struct RstStore {
+    map: hashbrown::HashMap<u64, [SegEvent; 2], foldhash::fast::FixedState>,
+}
+
+impl RstStore {
+    fn key(slot: u32, point: usize, side: Side) -> u64 {
+        u64::from(slot) << 8 | (point as u64) << 1 | side.index() as u64
+    }
+
+    /// End `side` of the session in `slot`, whose state at `point` is `d`, is about
+    /// to send the RST `p` (before [`PointLive::on_packet`]): keeps it as the first
+    /// or the last one, and tells `log` of the last one it replaces.
+    #[allow(clippy::too_many_arguments, reason = "one call site, on the RST path")]
+    pub fn on_rst(
+        &mut self,
+        slot: u32,
+        point: usize,
+        side: Side,
+        d: &DirLive,
+        ts: Timestamp,
+        p: &Packet,
+        log: Option<&mut RstLog>,
+    ) {
+        let ev = d.rst_event(ts, p);
+        let key = Self::key(slot, point, side);
+        if d.rst_count == 0 {
+            self.map.insert(key, [ev, ev]);
+            return;
+        }
+        // Present: inserted at this end's first RST, taken only when it ends.
+        if let Some(e) = self.map.get_mut(&key) {
+            if let Some(log) = log {
+                log.before_rst(slot, point, side, d.rst_count, e[1]);
+            }
+            e[1] = ev;
+        }
+    }
+
+    /// Takes the first and last RST of `side` at `point` of the session in `slot`.
+    pub fn take(&mut self, slot: u32, point: usize, side: Side) -> Option<[SegEvent; 2]> {
+        self.map.remove(&Self::key(slot, point, side))
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// The RSTs of one end at one point between its first and its last (which
-/// [`DirState`] keeps): the second and the third, in the order seen. With the first
+/// [`RstStore`] keeps): the second and the third, in the order seen. With the first
 /// and the last, up to four RSTs per end and point are compared across points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MidRsts {
@@ -146,14 +255,22 @@ impl RstLog {
         }
     }
 
-    /// `d` (what end `side` sent at `point` of the session in `slot`) is about to
-    /// record another RST: its last RST so far becomes a middle one; kept if it is
+    /// End `side` at `point` of the session in `slot`, which sent `rst_count` RSTs
+    /// there so far, the last one `last`, is about to record another RST: its last
+    /// RST so far becomes a middle one (if it was not also the first); kept if it is
     /// the second or the third.
-    pub fn before_rst(&mut self, slot: u32, point: usize, side: Side, d: &DirState) {
-        let Some(last) = d.last_rst() else {
+    pub fn before_rst(
+        &mut self,
+        slot: u32,
+        point: usize,
+        side: Side,
+        rst_count: u16,
+        last: SegEvent,
+    ) {
+        if rst_count < 2 {
             return;
-        };
-        if d.rst_count > 3 || point >= MAX_POINTS {
+        }
+        if rst_count > 3 || point >= MAX_POINTS {
             self.not_kept += 1;
             return;
         }
@@ -184,8 +301,9 @@ impl RstLog {
     }
 }
 
-// Kept once per session and point: the per-point state of the hot path.
-const _: () = assert!(std::mem::size_of::<PointState>() == 376);
+// Kept once per session and point: the per-point state of the hot path. 376 bytes
+// (as `PointState`, which the record still carries) before the RSTs moved out.
+const _: () = assert!(std::mem::size_of::<PointLive>() == 280);
 
 /// Which timer list a session is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -401,18 +519,20 @@ mod tests {
     #[test]
     fn test_rst_log_keeps_middle_rsts_bounded() {
         let mut log = RstLog::new(1);
-        let five_rsts = |log: &mut RstLog, slot: u32, point: usize, side: Side| {
-            let mut d = DirState::default();
+        let mut store = RstStore::default();
+        let mut five_rsts = |log: &mut RstLog, slot: u32, point: usize, side: Side| {
+            let mut d = DirLive::default();
             for (i, seq) in [10u32, 20, 30, 40, 50].into_iter().enumerate() {
                 let rst = Packet {
                     seq,
                     flags: TcpFlags(TcpFlags::RST),
                     ..Packet::default()
                 };
-                log.before_rst(slot, point, side, &d);
-                d.on_send(Timestamp(i as u64), &rst, true);
+                let ts = Timestamp(i as u64);
+                store.on_rst(slot, point, side, &d, ts, &rst, Some(&mut *log));
+                d.on_send(ts, &rst, true);
             }
-            d
+            DirState::new(d, store.take(slot, point, side))
         };
         let d = five_rsts(&mut log, 7, 1, Side::Hi);
         assert_eq!(log.not_kept, 1, "the 4th");
@@ -429,7 +549,7 @@ mod tests {
 
     #[test]
     fn test_point_data_after_rst_and_fins() {
-        let mut pt = PointState::default();
+        let mut pt = PointLive::default();
         let fin = Packet {
             seq: 10,
             flags: TcpFlags(TcpFlags::FIN | TcpFlags::ACK),

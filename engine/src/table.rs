@@ -23,7 +23,7 @@
 use hashbrown::HashTable;
 
 use crate::flow::FlowKey;
-use crate::session::{PointState, Session, TimerList, NIL};
+use crate::session::{PointLive as PointState, Session, TimerList, NIL};
 use crate::time::{Nanos, Timestamp};
 
 #[derive(Clone, Copy, Debug, Default)]

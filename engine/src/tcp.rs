@@ -1,10 +1,12 @@
 //! Per-direction TCP observation at one capture point (RFC 9293 vocabulary).
 //!
-//! A [`DirState`] records what one end sent, as seen at one capture point: counts, the
-//! first SYN (or SYN-ACK), FIN and RST with their sequence numbers, TTL, IP ID and
-//! time, retransmissions, data sent after an RST, and acknowledgements of data that
-//! the capture never saw. It keeps no payload: the TLS layer (next issue) reads
-//! payload through [`crate::worker::Worker`], beside this tracker, not inside it.
+//! A [`DirLive`] records what one end sent, as seen at one capture point: counts, the
+//! first SYN (or SYN-ACK) and FIN with their sequence numbers, TTL, IP ID and time,
+//! retransmissions, data sent after an RST, and acknowledgements of data that the
+//! capture never saw. Its first and last RST are kept beside it, in the worker's
+//! [`crate::session::RstStore`], and a [`DirState`] (in the verdict record) has all.
+//! It keeps no payload: the TLS layer (next issue) reads payload through
+//! [`crate::worker::Worker`], beside this tracker, not inside it.
 //!
 //! Sequence comparisons are modulo 2^32 (RFC 9293 section 3.4). Never allocates.
 
@@ -64,15 +66,19 @@ pub fn seq_le(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) <= 0
 }
 
-/// What one end of a session sent, seen at one capture point.
+/// What one end of a session sent, seen at one capture point, as the flow table
+/// keeps it while the session is open: everything but the first and the last RST,
+/// which few sessions have and which a per-worker side store keeps
+/// ([`crate::session::RstStore`]); [`DirState`] has them back when the session is
+/// judged.
 ///
 /// `repr(C)` with the fields every packet updates first, so that a data segment
 /// touches one cache line of its direction (and the sequence fields of the other
-/// direction, for its ACK); the control-segment events follow. 176 bytes, no
+/// direction, for its ACK); the control-segment events follow. 128 bytes, no
 /// padding: it is kept twice per session and point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(C)]
-pub struct DirState {
+pub struct DirLive {
     /// Highest sequence number sent plus one (`SND.NXT` as far as the capture knows).
     next_seq: u32,
     seq_known: bool,
@@ -87,15 +93,13 @@ pub struct DirState {
     pub payload_bytes: u64,
     pub last_ts: Timestamp,
     /// Time of the first segment with payload, if any (read it through
-    /// [`DirState::first_data_ts`]).
+    /// [`DirLive::first_data_ts`]).
     first_data: MaybeTimestamp,
-    /// The first SYN, FIN and RST, and the last RST: valid when the matching count
-    /// says one was seen (read them through [`DirState::syn`] and friends; an
-    /// `Option` each would cost 32 bytes per direction for what the counts know).
+    /// The first SYN and FIN: valid when the matching count says one was seen (read
+    /// them through [`DirLive::syn`] and [`DirLive::fin`]; an `Option` each would
+    /// cost 16 bytes per direction for what the counts know).
     syn_ev: SegEvent,
     fin_ev: SegEvent,
-    rst_ev: SegEvent,
-    last_rst_ev: SegEvent,
     pub syn_count: u16,
     pub fin_count: u16,
     pub rst_count: u16,
@@ -119,9 +123,59 @@ pub struct DirState {
 // Kept four times per direction: a new field must fit in its padding.
 const _: () = assert!(std::mem::size_of::<SegEvent>() == 24);
 // Kept twice per session and point: a new field should find room in the padding.
-const _: () = assert!(std::mem::size_of::<DirState>() == 176);
+// 176 bytes before the first and last RST moved to the side store.
+const _: () = assert!(std::mem::size_of::<DirLive>() == 128);
+
+/// What one end of a session sent, seen at one capture point: a [`DirLive`] with its
+/// first and last RST back (as a verdict [`crate::verdict::Record`] carries it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DirState {
+    pub live: DirLive,
+    /// The first and the last RST: valid when `rst_count` says one (two) were seen.
+    rst_ev: SegEvent,
+    last_rst_ev: SegEvent,
+}
+
+impl std::ops::Deref for DirState {
+    type Target = DirLive;
+    fn deref(&self) -> &DirLive {
+        &self.live
+    }
+}
 
 impl DirState {
+    /// `live` with `rsts`, its first and last RST (`None` if it sent none).
+    pub fn new(live: DirLive, rsts: Option<[SegEvent; 2]>) -> DirState {
+        let [rst_ev, last_rst_ev] = rsts.unwrap_or_default();
+        DirState {
+            live,
+            rst_ev,
+            last_rst_ev,
+        }
+    }
+
+    pub fn rst(&self) -> Option<SegEvent> {
+        (self.rst_count > 0).then_some(self.rst_ev)
+    }
+    /// The last RST, when there were several (a forger often sends a burst).
+    pub fn last_rst(&self) -> Option<SegEvent> {
+        (self.rst_count > 1).then_some(self.last_rst_ev)
+    }
+}
+
+impl DirLive {
+    /// The RST `p`, that this end is about to send (before [`DirLive::on_send`]),
+    /// as an event: with how its sequence number fits what this end sent before.
+    pub fn rst_event(&self, ts: Timestamp, p: &Packet) -> SegEvent {
+        let mut ev = SegEvent::of(ts, p);
+        ev.seq_fit = match (self.seq_known, p.seq == self.next_seq) {
+            (false, _) => SeqFit::Unknown,
+            (true, true) => SeqFit::AtNext,
+            (true, false) => SeqFit::Off,
+        };
+        ev
+    }
+
     /// Records a segment this end sent. `rst_seen` says whether an RST (from either
     /// end) was already seen at this capture point. Returns whether the segment was a
     /// retransmission.
@@ -142,16 +196,7 @@ impl DirState {
 
         let f = p.flags;
         if f.rst() {
-            let mut ev = SegEvent::of(ts, p);
-            ev.seq_fit = match (self.seq_known, p.seq == self.next_seq) {
-                (false, _) => SeqFit::Unknown,
-                (true, true) => SeqFit::AtNext,
-                (true, false) => SeqFit::Off,
-            };
-            if self.rst_count == 0 {
-                self.rst_ev = ev;
-            }
-            self.last_rst_ev = ev;
+            // Its event goes to the side store ([`DirLive::rst_event`]).
             self.rst_count = self.rst_count.saturating_add(1);
             // An RST occupies no sequence space; its payload (some stacks put a
             // diagnostic text there) is not stream data.
@@ -239,13 +284,6 @@ impl DirState {
     pub fn fin(&self) -> Option<SegEvent> {
         (self.fin_count > 0).then_some(self.fin_ev)
     }
-    pub fn rst(&self) -> Option<SegEvent> {
-        (self.rst_count > 0).then_some(self.rst_ev)
-    }
-    /// The last RST, when there were several (a forger often sends a burst).
-    pub fn last_rst(&self) -> Option<SegEvent> {
-        (self.rst_count > 1).then_some(self.last_rst_ev)
-    }
 }
 
 #[cfg(test)]
@@ -274,7 +312,7 @@ mod tests {
 
     #[test]
     fn test_send_syn_then_data() {
-        let mut d = DirState::default();
+        let mut d = DirLive::default();
         assert!(!d.on_send(Timestamp(1), &seg(100, 0, TcpFlags::SYN, 0), false));
         assert!(!d.on_send(Timestamp(2), &seg(101, 1, TcpFlags::ACK, 10), false));
         assert!(!d.on_send(
@@ -291,7 +329,7 @@ mod tests {
 
     #[test]
     fn test_send_retransmission_and_keepalive() {
-        let mut d = DirState::default();
+        let mut d = DirLive::default();
         d.on_send(Timestamp(1), &seg(100, 0, TcpFlags::SYN, 0), false);
         assert!(
             d.on_send(Timestamp(2), &seg(100, 0, TcpFlags::SYN, 0), false),
@@ -316,15 +354,18 @@ mod tests {
 
     #[test]
     fn test_send_rst_and_data_after() {
-        let mut d = DirState::default();
-        d.on_send(Timestamp(1), &seg(1, 0, TcpFlags::RST, 0), false);
-        d.on_send(
-            Timestamp(2),
-            &seg(1, 0, TcpFlags::RST | TcpFlags::ACK, 0),
-            false,
+        let mut d = DirLive::default();
+        let (r1, r2) = (
+            seg(1, 0, TcpFlags::RST, 0),
+            seg(1, 0, TcpFlags::RST | TcpFlags::ACK, 0),
         );
+        let first = d.rst_event(Timestamp(1), &r1);
+        d.on_send(Timestamp(1), &r1, false);
+        let last = d.rst_event(Timestamp(2), &r2);
+        d.on_send(Timestamp(2), &r2, false);
         d.on_send(Timestamp(3), &seg(1, 0, TcpFlags::ACK, 50), true);
         assert_eq!(d.rst_count, 2);
+        let d = DirState::new(d, Some([first, last]));
         assert_eq!(d.rst().unwrap().ts, Timestamp(1));
         assert_eq!(d.last_rst().unwrap().ts, Timestamp(2));
         assert_eq!(d.data_after_rst, 1);
@@ -332,7 +373,7 @@ mod tests {
 
     #[test]
     fn test_acked_unseen_counts_a_hole_once() {
-        let mut d = DirState::default();
+        let mut d = DirLive::default();
         d.on_send(Timestamp(1), &seg(1000, 0, TcpFlags::ACK, 100), false);
         d.on_acked(1100);
         assert_eq!(d.acked_unseen, 0);

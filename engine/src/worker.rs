@@ -21,8 +21,8 @@ use crate::correlate::{self, Comparison, CorrelateConfig};
 use crate::flow::{FlowKey, Side};
 use crate::pairing::{sni_hash, Notice, Opened, Sni};
 use crate::session::{
-    CloseKind, PairReport, PointId, PointState, Role, RstLog, Session, MAX_POINTS, TLS_NONE,
-    TLS_UNKNOWN,
+    CloseKind, PairReport, PointId, PointLive, PointState, Role, RstLog, RstStore, Session,
+    MAX_POINTS, TLS_NONE, TLS_UNKNOWN,
 };
 use crate::table::{Drain, FlowTable};
 use crate::time::{Nanos, Timestamp};
@@ -194,6 +194,8 @@ pub struct Worker {
     tls: TlsTable,
     /// With several points: the RSTs between each end's first and last.
     rsts: Option<RstLog>,
+    /// Each end's first and last RST at each point.
+    rst_store: RstStore,
     /// With pairing notices on: the client-side and the server-side point.
     pair_points: Option<(PointId, PointId)>,
 }
@@ -216,6 +218,7 @@ impl Worker {
             tls: TlsTable::new(cfg.tls, cfg.max_sessions, points),
             // Sessions with three RSTs or more at a point are few: room for 1 in 64.
             rsts: (points > 1).then(|| RstLog::new((cfg.max_sessions / 64).max(64))),
+            rst_store: RstStore::default(),
             pair_points: cfg
                 .pair_notices
                 .then(|| cfg.correlate.points(points))
@@ -301,9 +304,10 @@ impl Worker {
         s.points_seen |= 1 << point;
         let pt = &mut pts[point];
         if m.pkt.flags.rst() {
-            if let Some(log) = &mut self.rsts {
-                log.before_rst(slot, point, m.side, &pt.dirs[m.side.index()]);
-            }
+            let d = &pt.dirs[m.side.index()];
+            let log = self.rsts.as_mut();
+            self.rst_store
+                .on_rst(slot, point, m.side, d, m.ts, &m.pkt, log);
         }
         if pt.on_packet(m.ts, m.side, &m.pkt) {
             self.stats.retransmissions += 1;
@@ -472,10 +476,13 @@ impl Worker {
 
     fn end(&mut self, slot: u32, end: EndReason, out: &mut impl Output) {
         let s = *self.table.session(slot);
-        let pts = self.table.points(slot);
-        let (mut verdict, mut evidence) = classify(&s, pts, end, self.now, &self.classify);
         let mut points = [PointState::default(); MAX_POINTS];
-        points[..pts.len()].copy_from_slice(pts);
+        let live = self.table.points(slot);
+        for (i, (p, l)) in points.iter_mut().zip(live).enumerate() {
+            *p = PointState::take(l, &mut self.rst_store, slot, i);
+        }
+        let pts = &points[..live.len()];
+        let (mut verdict, mut evidence) = classify(&s, pts, end, self.now, &self.classify);
         let mut tls = [TlsFacts::default(); MAX_POINTS];
         let mut ntls = 0;
         if s.tls < TLS_NONE {
@@ -611,7 +618,7 @@ fn tls_segment(
     tls: &mut TlsTable,
     fast_path: bool,
     s: &mut Session,
-    pt: &mut PointState,
+    pt: &mut PointLive,
     point: usize,
     m: &PacketMeta,
     payload: &[u8],
@@ -674,15 +681,90 @@ mod size_report {
     fn sizes() {
         use std::mem::size_of;
         println!(
-            "PacketMeta {} Packet {} Session {} PointState {} DirState {} Record {} TlsPoint {} TlsFacts {}",
+            "PacketMeta {} Packet {} Session {} PointLive {} DirLive {} Record {} TlsPoint {} TlsFacts {}",
             size_of::<super::PacketMeta>(),
             size_of::<crate::wire::Packet>(),
             size_of::<crate::session::Session>(),
-            size_of::<crate::session::PointState>(),
-            size_of::<crate::tcp::DirState>(),
+            size_of::<crate::session::PointLive>(),
+            size_of::<crate::tcp::DirLive>(),
             size_of::<crate::verdict::Record>(),
             size_of::<crate::tls::observe::TlsPoint>(),
             size_of::<crate::tls::observe::TlsFacts>()
         );
+    }
+}
+
+#[cfg(test)]
+mod rst_store_tests {
+    use super::*;
+    use crate::flow::Endpoint;
+    use crate::wire::TcpFlags;
+
+    /// An RST flood through a small table: every session's first and last RST at
+    /// each point reach its record, and the side store never holds more than two
+    /// entries per session and point the table holds, and none once all are judged.
+    #[test]
+    fn test_rst_flood_keeps_first_and_last_and_stays_bounded() {
+        const MAX: usize = 16;
+        let mut w = Worker::new(WorkerConfig {
+            max_sessions: MAX,
+            points: 2,
+            ..WorkerConfig::default()
+        });
+        let mut records = Vec::new();
+        let server = Endpoint::v4([198, 18, 6, 2], 443);
+        let sessions = 500u16;
+        let mut ms = 0u64;
+        for i in 0..sessions {
+            let client = Endpoint::v4([198, 18, 5, 1], 10_000 + i);
+            // Three RSTs from the client and two from the server, at both points.
+            for (from_client, seq) in [
+                (true, 100),
+                (false, 900),
+                (true, 200),
+                (false, 990),
+                (true, 300),
+            ] {
+                for point in [PointId(0), PointId(1)] {
+                    let (src, dst) = if from_client {
+                        (client, server)
+                    } else {
+                        (server, client)
+                    };
+                    let pkt = Packet {
+                        src,
+                        dst,
+                        seq: seq + u32::from(i),
+                        flags: TcpFlags(TcpFlags::RST),
+                        ttl: 64,
+                        wire_len: 54,
+                        ..Packet::default()
+                    };
+                    ms += 1;
+                    let m = PacketMeta::new(Timestamp(1_700_000_000_000_000_000 + ms), point, pkt);
+                    w.process(&m, &[], &mut |r| records.push(r));
+                    assert!(w.rst_store.len() <= MAX * 2 * 2, "bounded by the table");
+                }
+            }
+        }
+        w.finish(&mut |r| records.push(r));
+        assert_eq!(
+            w.rst_store.len(),
+            0,
+            "every entry given up with its session"
+        );
+        assert_eq!(records.len(), usize::from(sessions));
+        for r in &records {
+            let i = u32::from(r.key.endpoint(r.session.side_of(Role::Client)).port - 10_000);
+            for p in &r.points[..2] {
+                let c = &p.dirs[r.session.side_of(Role::Client).index()];
+                let s = &p.dirs[r.session.side_of(Role::Server).index()];
+                assert_eq!((c.rst_count, s.rst_count), (3, 2));
+                assert_eq!(c.rst().map(|e| e.seq), Some(100 + i));
+                assert_eq!(c.last_rst().map(|e| e.seq), Some(300 + i));
+                assert_eq!(s.rst().map(|e| e.seq), Some(900 + i));
+                assert_eq!(s.last_rst().map(|e| e.seq), Some(990 + i));
+            }
+        }
     }
 }
