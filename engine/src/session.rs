@@ -98,14 +98,25 @@ impl PointState {
     }
 
     pub fn seen(&self) -> bool {
-        self.dirs[0].seen() || self.dirs[1].seen()
+        seen([&self.dirs[0], &self.dirs[1]])
     }
     pub fn rst_seen(&self) -> bool {
-        self.dirs[0].rst_count > 0 || self.dirs[1].rst_count > 0
+        rst_seen([&self.dirs[0], &self.dirs[1]])
     }
     pub fn both_fin(&self) -> bool {
-        self.dirs[0].fin_count > 0 && self.dirs[1].fin_count > 0
+        both_fin([&self.dirs[0], &self.dirs[1]])
     }
+}
+
+// What a point's two directions tell, for [`PointState`] and [`PointLive`] alike.
+fn seen(d: [&DirLive; 2]) -> bool {
+    d[0].seen() || d[1].seen()
+}
+fn rst_seen(d: [&DirLive; 2]) -> bool {
+    d[0].rst_count > 0 || d[1].rst_count > 0
+}
+fn both_fin(d: [&DirLive; 2]) -> bool {
+    d[0].fin_count > 0 && d[1].fin_count > 0
 }
 
 /// What one capture point saw of a session, as the flow table keeps it while the
@@ -125,13 +136,13 @@ pub struct PointLive {
 
 impl PointLive {
     pub fn seen(&self) -> bool {
-        self.dirs[0].seen() || self.dirs[1].seen()
+        seen([&self.dirs[0], &self.dirs[1]])
     }
     pub fn rst_seen(&self) -> bool {
-        self.dirs[0].rst_count > 0 || self.dirs[1].rst_count > 0
+        rst_seen([&self.dirs[0], &self.dirs[1]])
     }
     pub fn both_fin(&self) -> bool {
-        self.dirs[0].fin_count > 0 && self.dirs[1].fin_count > 0
+        both_fin([&self.dirs[0], &self.dirs[1]])
     }
 
     /// Records a packet sent by `side` (an RST's event: [`RstStore::on_rst`] first).
