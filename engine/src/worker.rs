@@ -681,7 +681,7 @@ mod size_report {
     fn sizes() {
         use std::mem::size_of;
         println!(
-            "PacketMeta {} Packet {} Session {} PointLive {} DirLive {} Record {} TlsPoint {} TlsFacts {}",
+            "PacketMeta {} Packet {} Session {} PointLive {} DirLive {} Record {} TlsPoint {} TlsFacts {} TlsCore {} DirFacts {} ServerHello {} FlowKey {}",
             size_of::<super::PacketMeta>(),
             size_of::<crate::wire::Packet>(),
             size_of::<crate::session::Session>(),
@@ -689,7 +689,11 @@ mod size_report {
             size_of::<crate::tcp::DirLive>(),
             size_of::<crate::verdict::Record>(),
             size_of::<crate::tls::observe::TlsPoint>(),
-            size_of::<crate::tls::observe::TlsFacts>()
+            size_of::<crate::tls::observe::TlsFacts>(),
+            size_of::<crate::tls::observe::TlsCore>(),
+            size_of::<crate::tls::observe::DirFacts>(),
+            size_of::<Option<crate::tls::hello::ServerHello>>(),
+            size_of::<crate::flow::FlowKey>()
         );
     }
 }

@@ -1117,6 +1117,9 @@ fn on_event(ctx: &mut Ctx<'_>, e: Event<'_>) {
                         f.hello_retry |= sh.hello_retry;
                         f.server_hello = Some(sh);
                         f.after_server_hello = f.nlog;
+                        if !sh.hello_retry && !is_tls13(sh.version) {
+                            stop_log(f, ctx.log, &mut ctx.memo.logs);
+                        }
                     }
                     Err(_) => f.dirs[d].skipped_messages += 1,
                 },
@@ -1232,6 +1235,18 @@ fn record_seen(
     } else {
         f.log_dropped += 1;
     }
+}
+
+/// Gives the record log back and keeps no more of it: only the TLS 1.3 judgement
+/// reads it ([`super::judge`]), and a ServerHello has just chosen an earlier
+/// version. The log then counts as incomplete (`log_dropped`), so that should a
+/// later plaintext ServerHello choose TLS 1.3 after all (no real stack sends one),
+/// the judgement does not apply the rules that need every record.
+fn stop_log(f: &mut TlsCore, log: &mut [u32; LOG_CHUNKS], logs: &mut LogArena) {
+    logs.give_all(log);
+    f.log_dropped = f.log_dropped.saturating_add(u32::from(f.nlog)).max(1);
+    f.nlog = 0;
+    f.after_server_hello = 0;
 }
 
 /// An alert, kept in `arena` (the point's chunk `idx`) if there is room.
@@ -1362,6 +1377,74 @@ mod tests {
         assert_eq!((f.alerts()[0].level, f.alerts()[0].description), (2, 40));
         a.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
         assert_eq!(memo.logs.in_use() + memo.alerts.in_use(), 0);
+    }
+
+    /// A ServerHello record (handshake header included) choosing `version`, with
+    /// the supported_versions extension when it is TLS 1.3.
+    fn server_hello_record(version: u16) -> Vec<u8> {
+        let mut body = vec![3, 3];
+        body.extend([7; 32]);
+        body.push(0); // session id
+        body.extend([0x13, 0x01, 0]); // cipher, compression
+        let exts: &[u8] = if version == 0x0304 {
+            &[0, 43, 0, 2, 3, 4]
+        } else {
+            &[]
+        };
+        body.extend((exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        let mut msg = vec![hs::SERVER_HELLO, 0, 0, body.len() as u8];
+        msg.extend(body);
+        let mut rec = vec![0x16, 3, 3, 0, msg.len() as u8];
+        rec.extend(msg);
+        rec
+    }
+
+    /// Only the TLS 1.3 judgement reads the record log: a ServerHello choosing an
+    /// earlier version gives the log back and stops it. A later ServerHello for
+    /// TLS 1.3 (no real stack sends one) finds it incomplete, not wrong.
+    #[test]
+    fn test_log_stops_before_tls13_only() {
+        let (mut ooo, mut msgs) = (BufPool::new(1024, 4), BufPool::new(1024, 4));
+        let mut memo = Memo::default();
+        let mut streams = StreamPool::new(1024, 1);
+        for (version, kept) in [(0x0303, false), (0x0304, true)] {
+            let mut a = TlsPoint::new();
+            let mut bytes = server_hello_record(version);
+            bytes.extend([0x17, 3, 3, 0, 1, 0]);
+            a.on_segment(
+                &seg(Side::Hi, 100, &bytes),
+                &mut ooo,
+                &mut msgs,
+                &mut memo,
+                &mut streams,
+            );
+            let f = a.facts(&memo);
+            assert_eq!(f.dirs[1].records, 2);
+            assert_eq!(f.is_tls13(), kept);
+            assert_eq!(memo.logs.in_use(), usize::from(kept), "{version:#x}");
+            assert_eq!(
+                (f.nlog, f.log_dropped > 0),
+                if kept { (2, false) } else { (0, true) }
+            );
+            if !kept {
+                // A second ServerHello, for TLS 1.3: the log stays stopped.
+                let again = server_hello_record(0x0304);
+                a.on_segment(
+                    &seg(Side::Hi, 100 + bytes.len() as u32, &again),
+                    &mut ooo,
+                    &mut msgs,
+                    &mut memo,
+                    &mut streams,
+                );
+                let f = a.facts(&memo);
+                assert!(f.is_tls13());
+                assert_eq!((f.nlog, f.log_dropped), (0, 3), "every record counted");
+                assert_eq!(memo.logs.in_use(), 0);
+            }
+            a.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
+            assert_eq!(memo.logs.in_use(), 0);
+        }
     }
 
     /// Between whole records nothing is held: the stream stays parked.
