@@ -77,17 +77,22 @@ pub struct PointState {
 }
 
 impl PointState {
-    /// `live` (what `point` saw of the session in `slot`) with its RSTs from `store`,
-    /// which gives them up.
-    pub fn take(live: &PointLive, store: &mut RstStore, slot: u32, point: usize) -> PointState {
-        let dir = |store: &mut RstStore, side: Side| {
+    /// `live` (what `point` saw of the session in `slot`) with its RSTs and FINs
+    /// from `store`, which gives them up.
+    pub fn take(live: &PointLive, store: &mut EventStore, slot: u32, point: usize) -> PointState {
+        let dir = |store: &mut EventStore, side: Side| {
             let d = &live.dirs[side.index()];
             let rsts = if d.rst_count > 0 {
-                store.take(slot, point, side)
+                store.take_rsts(slot, point, side)
             } else {
                 None
             };
-            DirState::new(*d, rsts)
+            let fin = if d.fin_count > 0 {
+                store.take_fin(slot, point, side)
+            } else {
+                None
+            };
+            DirState::new(*d, rsts, fin)
         };
         PointState {
             dirs: [dir(store, Side::Lo), dir(store, Side::Hi)],
@@ -120,7 +125,7 @@ fn both_fin(d: [&DirLive; 2]) -> bool {
 }
 
 /// What one capture point saw of a session, as the flow table keeps it while the
-/// session is open: the RST events are in the worker's [`RstStore`].
+/// session is open: the RST and FIN events are in the worker's [`EventStore`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct PointLive {
     /// Indexed by [`Side`]: what the `lo` and the `hi` end sent.
@@ -145,7 +150,8 @@ impl PointLive {
         both_fin([&self.dirs[0], &self.dirs[1]])
     }
 
-    /// Records a packet sent by `side` (an RST's event: [`RstStore::on_rst`] first).
+    /// Records a packet sent by `side` (an RST's or FIN's event: [`EventStore::on_rst`]
+    /// or [`EventStore::on_fin`] first).
     /// Returns whether it was a retransmission.
     pub fn on_packet(&mut self, ts: Timestamp, side: Side, p: &Packet) -> bool {
         if self.vlan.is_none() {
@@ -163,19 +169,22 @@ impl PointLive {
     }
 }
 
-/// The first and the last RST of each end at each point, for the sessions of one
-/// worker that have any: a side table keyed by flow-table slot, point and side, so
-/// that [`PointLive`] does not carry 96 bytes that most sessions never use. An end
-/// gets its entry at its first RST at a point and gives it up when the session is
-/// judged ([`PointState::take`]), so the store holds at most two entries per
-/// session and point the table holds: bounded by the table, it never drops one. It
-/// grows with use (amortized: a hash table doubling), to at most that.
+/// The first and the last RST and the first FIN of each end at each point, for the
+/// sessions of one worker that have any: side tables keyed by flow-table slot,
+/// point and side, so that [`PointLive`] does not carry 144 bytes that most open
+/// sessions do not use (a session mostly sends its FINs at its end, and then
+/// lingers only briefly). An end gets its entry at its first RST (FIN) at a point
+/// and gives it up when the session is judged ([`PointState::take`]), so each table
+/// holds at most two entries per session and point the flow table holds: bounded
+/// by the flow table, the store never drops one. The tables grow with use
+/// (amortized: a hash table doubling), to at most that.
 #[derive(Debug, Default)]
-pub struct RstStore {
-    map: hashbrown::HashMap<u64, [SegEvent; 2], foldhash::fast::FixedState>,
+pub struct EventStore {
+    rsts: hashbrown::HashMap<u64, [SegEvent; 2], foldhash::fast::FixedState>,
+    fins: hashbrown::HashMap<u64, SegEvent, foldhash::fast::FixedState>,
 }
 
-impl RstStore {
+impl EventStore {
     fn key(slot: u32, point: usize, side: Side) -> u64 {
         u64::from(slot) << 8 | (point as u64) << 1 | side.index() as u64
     }
@@ -197,11 +206,11 @@ impl RstStore {
         let ev = d.rst_event(ts, p);
         let key = Self::key(slot, point, side);
         if d.rst_count == 0 {
-            self.map.insert(key, [ev, ev]);
+            self.rsts.insert(key, [ev, ev]);
             return;
         }
         // Present: inserted at this end's first RST, taken only when it ends.
-        if let Some(e) = self.map.get_mut(&key) {
+        if let Some(e) = self.rsts.get_mut(&key) {
             if let Some(log) = log {
                 log.before_rst(slot, point, side, d.rst_count, e[1]);
             }
@@ -209,23 +218,46 @@ impl RstStore {
         }
     }
 
-    /// Takes the first and last RST of `side` at `point` of the session in `slot`.
-    pub fn take(&mut self, slot: u32, point: usize, side: Side) -> Option<[SegEvent; 2]> {
-        self.map.remove(&Self::key(slot, point, side))
+    /// End `side` of the session in `slot`, whose state at `point` is `d`, is about
+    /// to send the FIN `p` (not an RST; before [`PointLive::on_packet`]): keeps it if
+    /// it is the first.
+    pub fn on_fin(
+        &mut self,
+        slot: u32,
+        point: usize,
+        side: Side,
+        d: &DirLive,
+        ts: Timestamp,
+        p: &Packet,
+    ) {
+        if d.fin_count == 0 {
+            let ev = SegEvent::of(ts, p);
+            self.fins.insert(Self::key(slot, point, side), ev);
+        }
     }
 
-    /// Entries held.
-    pub fn len(&self) -> usize {
-        self.map.len()
+    /// Takes the first and last RST of `side` at `point` of the session in `slot`.
+    pub fn take_rsts(&mut self, slot: u32, point: usize, side: Side) -> Option<[SegEvent; 2]> {
+        self.rsts.remove(&Self::key(slot, point, side))
+    }
+
+    /// Takes the first FIN of `side` at `point` of the session in `slot`.
+    pub fn take_fin(&mut self, slot: u32, point: usize, side: Side) -> Option<SegEvent> {
+        self.fins.remove(&Self::key(slot, point, side))
+    }
+
+    /// Entries held: RSTs, FINs.
+    pub fn len(&self) -> (usize, usize) {
+        (self.rsts.len(), self.fins.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.rsts.is_empty() && self.fins.is_empty()
     }
 }
 
 /// The RSTs of one end at one point between its first and its last (which
-/// [`RstStore`] keeps): the second and the third, in the order seen. With the first
+/// [`EventStore`] keeps): the second and the third, in the order seen. With the first
 /// and the last, up to four RSTs per end and point are compared across points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MidRsts {
@@ -313,8 +345,9 @@ impl RstLog {
 }
 
 // Kept once per session and point: the per-point state of the hot path. 376 bytes
-// (as `PointState`, which the record still carries) before the RSTs moved out.
-const _: () = assert!(std::mem::size_of::<PointLive>() == 280);
+// (as `PointState`, which the record still carries) before the RSTs moved out, 280
+// before the first FIN did.
+const _: () = assert!(std::mem::size_of::<PointLive>() == 232);
 
 /// Which timer list a session is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -525,12 +558,51 @@ mod tests {
         assert_eq!(s.roles, RoleSource::Syn, "a SYN-ACK never overrides a SYN");
     }
 
+    /// An end's first FIN waits in the store until its session is judged; a
+    /// retransmitted FIN does not replace it, and an RST with FIN set is an RST.
+    #[test]
+    fn test_first_fin_kept_in_store_until_taken() {
+        let mut store = EventStore::default();
+        let mut live = PointLive::default();
+        let (slot, point) = (3, 1);
+        for (i, flags) in [
+            TcpFlags::ACK | TcpFlags::FIN,
+            TcpFlags::ACK | TcpFlags::FIN,
+            TcpFlags::RST | TcpFlags::FIN,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let p = Packet {
+                seq: 500 + i as u32,
+                flags: TcpFlags(flags),
+                ..Packet::default()
+            };
+            let ts = Timestamp(10 + i as u64);
+            let d = &live.dirs[Side::Hi.index()];
+            if p.flags.rst() {
+                store.on_rst(slot, point, Side::Hi, d, ts, &p, None);
+            } else if p.flags.fin() {
+                store.on_fin(slot, point, Side::Hi, d, ts, &p);
+            }
+            live.on_packet(ts, Side::Hi, &p);
+        }
+        assert_eq!(store.len(), (1, 1));
+        let st = PointState::take(&live, &mut store, slot, point);
+        let hi = &st.dirs[Side::Hi.index()];
+        assert_eq!((hi.fin_count, hi.rst_count), (2, 1));
+        assert_eq!(hi.fin().map(|e| (e.ts, e.seq)), Some((Timestamp(10), 500)));
+        assert_eq!(hi.rst().map(|e| e.seq), Some(502));
+        assert_eq!(st.dirs[Side::Lo.index()].fin(), None);
+        assert!(store.is_empty(), "given up with the session");
+    }
+
     /// The second and third RST of an end are kept, later ones and those of a
     /// session with no room are counted.
     #[test]
     fn test_rst_log_keeps_middle_rsts_bounded() {
         let mut log = RstLog::new(1);
-        let mut store = RstStore::default();
+        let mut store = EventStore::default();
         let mut five_rsts = |log: &mut RstLog, slot: u32, point: usize, side: Side| {
             let mut d = DirLive::default();
             for (i, seq) in [10u32, 20, 30, 40, 50].into_iter().enumerate() {
@@ -543,7 +615,7 @@ mod tests {
                 store.on_rst(slot, point, side, &d, ts, &rst, Some(&mut *log));
                 d.on_send(ts, &rst, true);
             }
-            DirState::new(d, store.take(slot, point, side))
+            DirState::new(d, store.take_rsts(slot, point, side), None)
         };
         let d = five_rsts(&mut log, 7, 1, Side::Hi);
         assert_eq!(log.not_kept, 1, "the 4th");

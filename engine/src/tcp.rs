@@ -1,10 +1,11 @@
 //! Per-direction TCP observation at one capture point (RFC 9293 vocabulary).
 //!
 //! A [`DirLive`] records what one end sent, as seen at one capture point: counts, the
-//! first SYN (or SYN-ACK) and FIN with their sequence numbers, TTL, IP ID and time,
+//! first SYN (or SYN-ACK) with its sequence numbers, TTL, IP ID and time,
 //! retransmissions, data sent after an RST, and acknowledgements of data that the
-//! capture never saw. Its first and last RST are kept beside it, in the worker's
-//! [`crate::session::RstStore`], and a [`DirState`] (in the verdict record) has all.
+//! capture never saw. Its first FIN and its first and last RST are kept beside it,
+//! in the worker's [`crate::session::EventStore`], and a [`DirState`] (in the
+//! verdict record) has all.
 //! It keeps no payload: the TLS layer (next issue) reads payload through
 //! [`crate::worker::Worker`], beside this tracker, not inside it.
 //!
@@ -41,7 +42,7 @@ pub enum SeqFit {
 }
 
 impl SegEvent {
-    fn of(ts: Timestamp, p: &Packet) -> SegEvent {
+    pub(crate) fn of(ts: Timestamp, p: &Packet) -> SegEvent {
         SegEvent {
             ts,
             seq: p.seq,
@@ -67,10 +68,10 @@ pub fn seq_le(a: u32, b: u32) -> bool {
 }
 
 /// What one end of a session sent, seen at one capture point, as the flow table
-/// keeps it while the session is open: everything but the first and the last RST,
-/// which few sessions have and which a per-worker side store keeps
-/// ([`crate::session::RstStore`]); [`DirState`] has them back when the session is
-/// judged.
+/// keeps it while the session is open: everything but the first FIN and the first
+/// and the last RST, which few open sessions have and which a per-worker side store
+/// keeps ([`crate::session::EventStore`]); [`DirState`] has them back when the
+/// session is judged.
 ///
 /// `repr(C)` with the fields every packet updates first, so that a data segment
 /// touches one cache line of its direction (and the sequence fields of the other
@@ -95,11 +96,10 @@ pub struct DirLive {
     /// Time of the first segment with payload, if any (read it through
     /// [`DirLive::first_data_ts`]).
     first_data: MaybeTimestamp,
-    /// The first SYN and FIN: valid when the matching count says one was seen (read
-    /// them through [`DirLive::syn`] and [`DirLive::fin`]; an `Option` each would
-    /// cost 16 bytes per direction for what the counts know).
+    /// The first SYN: valid when `syn_count` says one was seen (read it through
+    /// [`DirLive::syn`]; an `Option` would cost 8 bytes per direction for what the
+    /// count knows).
     syn_ev: SegEvent,
-    fin_ev: SegEvent,
     pub syn_count: u16,
     pub fin_count: u16,
     pub rst_count: u16,
@@ -123,17 +123,21 @@ pub struct DirLive {
 // Kept four times per direction: a new field must fit in its padding.
 const _: () = assert!(std::mem::size_of::<SegEvent>() == 24);
 // Kept twice per session and point: a new field should find room in the padding.
-// 176 bytes before the first and last RST moved to the side store.
-const _: () = assert!(std::mem::size_of::<DirLive>() == 128);
+// 176 bytes before the first and last RST moved to the side store, 128 before the
+// first FIN did.
+const _: () = assert!(std::mem::size_of::<DirLive>() == 104);
 
 /// What one end of a session sent, seen at one capture point: a [`DirLive`] with its
-/// first and last RST back (as a verdict [`crate::verdict::Record`] carries it).
+/// first FIN and its first and last RST back (as a verdict
+/// [`crate::verdict::Record`] carries it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct DirState {
     pub live: DirLive,
     /// The first and the last RST: valid when `rst_count` says one (two) were seen.
     rst_ev: SegEvent,
     last_rst_ev: SegEvent,
+    /// The first FIN: valid when `fin_count` says one was seen.
+    fin_ev: SegEvent,
 }
 
 impl std::ops::Deref for DirState {
@@ -144,14 +148,20 @@ impl std::ops::Deref for DirState {
 }
 
 impl DirState {
-    /// `live` with `rsts`, its first and last RST (`None` if it sent none).
-    pub fn new(live: DirLive, rsts: Option<[SegEvent; 2]>) -> DirState {
+    /// `live` with `rsts`, its first and last RST (`None` if it sent none), and
+    /// `fin`, its first FIN.
+    pub fn new(live: DirLive, rsts: Option<[SegEvent; 2]>, fin: Option<SegEvent>) -> DirState {
         let [rst_ev, last_rst_ev] = rsts.unwrap_or_default();
         DirState {
             live,
             rst_ev,
             last_rst_ev,
+            fin_ev: fin.unwrap_or_default(),
         }
+    }
+
+    pub fn fin(&self) -> Option<SegEvent> {
+        (self.fin_count > 0).then_some(self.fin_ev)
     }
 
     pub fn rst(&self) -> Option<SegEvent> {
@@ -215,9 +225,7 @@ impl DirLive {
             self.timestamps = true;
         }
         if f.fin() {
-            if self.fin_count == 0 {
-                self.fin_ev = SegEvent::of(ts, p);
-            }
+            // The first one's event goes to the side store (before this call).
             self.fin_count = self.fin_count.saturating_add(1);
         }
         if p.payload_len > 0 {
@@ -281,9 +289,6 @@ impl DirLive {
     pub fn syn(&self) -> Option<SegEvent> {
         (self.syn_count > 0).then_some(self.syn_ev)
     }
-    pub fn fin(&self) -> Option<SegEvent> {
-        (self.fin_count > 0).then_some(self.fin_ev)
-    }
 }
 
 #[cfg(test)]
@@ -321,7 +326,7 @@ mod tests {
             false
         ));
         assert_eq!(d.syn().unwrap().seq, 100);
-        assert_eq!(d.fin().unwrap().seq, 111);
+        assert_eq!(d.fin_count, 1);
         assert_eq!(d.packets, 3);
         assert_eq!(d.payload_bytes, 10);
         assert_eq!(d.retransmissions, 0);
@@ -365,7 +370,7 @@ mod tests {
         d.on_send(Timestamp(2), &r2, false);
         d.on_send(Timestamp(3), &seg(1, 0, TcpFlags::ACK, 50), true);
         assert_eq!(d.rst_count, 2);
-        let d = DirState::new(d, Some([first, last]));
+        let d = DirState::new(d, Some([first, last]), None);
         assert_eq!(d.rst().unwrap().ts, Timestamp(1));
         assert_eq!(d.last_rst().unwrap().ts, Timestamp(2));
         assert_eq!(d.data_after_rst, 1);

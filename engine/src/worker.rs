@@ -21,7 +21,7 @@ use crate::correlate::{self, Comparison, CorrelateConfig};
 use crate::flow::{FlowKey, Side};
 use crate::pairing::{sni_hash, Notice, Opened, Sni};
 use crate::session::{
-    CloseKind, PairReport, PointId, PointLive, PointState, Role, RstLog, RstStore, Session,
+    CloseKind, EventStore, PairReport, PointId, PointLive, PointState, Role, RstLog, Session,
     MAX_POINTS, TLS_NONE, TLS_UNKNOWN,
 };
 use crate::table::{Drain, FlowTable};
@@ -195,7 +195,7 @@ pub struct Worker {
     /// With several points: the RSTs between each end's first and last.
     rsts: Option<RstLog>,
     /// Each end's first and last RST at each point.
-    rst_store: RstStore,
+    events: EventStore,
     /// With pairing notices on: the client-side and the server-side point.
     pair_points: Option<(PointId, PointId)>,
 }
@@ -218,7 +218,7 @@ impl Worker {
             tls: TlsTable::new(cfg.tls, cfg.max_sessions, points),
             // Sessions with three RSTs or more at a point are few: room for 1 in 64.
             rsts: (points > 1).then(|| RstLog::new((cfg.max_sessions / 64).max(64))),
-            rst_store: RstStore::default(),
+            events: EventStore::default(),
             pair_points: cfg
                 .pair_notices
                 .then(|| cfg.correlate.points(points))
@@ -306,8 +306,11 @@ impl Worker {
         if m.pkt.flags.rst() {
             let d = &pt.dirs[m.side.index()];
             let log = self.rsts.as_mut();
-            self.rst_store
+            self.events
                 .on_rst(slot, point, m.side, d, m.ts, &m.pkt, log);
+        } else if m.pkt.flags.fin() {
+            let d = &pt.dirs[m.side.index()];
+            self.events.on_fin(slot, point, m.side, d, m.ts, &m.pkt);
         }
         if pt.on_packet(m.ts, m.side, &m.pkt) {
             self.stats.retransmissions += 1;
@@ -479,7 +482,7 @@ impl Worker {
         let mut points = [PointState::default(); MAX_POINTS];
         let live = self.table.points(slot);
         for (i, (p, l)) in points.iter_mut().zip(live).enumerate() {
-            *p = PointState::take(l, &mut self.rst_store, slot, i);
+            *p = PointState::take(l, &mut self.events, slot, i);
         }
         let pts = &points[..live.len()];
         let (mut verdict, mut evidence) = classify(&s, pts, end, self.now, &self.classify);
@@ -699,7 +702,7 @@ mod size_report {
 }
 
 #[cfg(test)]
-mod rst_store_tests {
+mod event_store_tests {
     use super::*;
     use crate::flow::Endpoint;
     use crate::wire::TcpFlags;
@@ -747,16 +750,12 @@ mod rst_store_tests {
                     ms += 1;
                     let m = PacketMeta::new(Timestamp(1_700_000_000_000_000_000 + ms), point, pkt);
                     w.process(&m, &[], &mut |r| records.push(r));
-                    assert!(w.rst_store.len() <= MAX * 2 * 2, "bounded by the table");
+                    assert!(w.events.len().0 <= MAX * 2 * 2, "bounded by the table");
                 }
             }
         }
         w.finish(&mut |r| records.push(r));
-        assert_eq!(
-            w.rst_store.len(),
-            0,
-            "every entry given up with its session"
-        );
+        assert!(w.events.is_empty(), "every entry given up with its session");
         assert_eq!(records.len(), usize::from(sessions));
         for r in &records {
             let i = u32::from(r.key.endpoint(r.session.side_of(Role::Client)).port - 10_000);
