@@ -19,7 +19,7 @@
 //! 4. Once application data has flowed both ways, a short record is a close_notify
 //!    or another post-handshake alert, never an abort.
 
-use super::observe::{is_tls13, Alert, ClientCert, Handshake, LoggedRecord, TlsFacts};
+use super::observe::{is_tls13, Alert, ClientCert, Handshake, Log13, LoggedRecord, TlsFacts};
 use super::record::content;
 use crate::flow::Side;
 use crate::session::PointState;
@@ -136,104 +136,53 @@ pub fn judge(f: &mut TlsFacts, p: &PointState, client: Side, ended_by_capture: b
     if f.is_tls13() {
         let sh = f.server_hello.unwrap_or_default();
         let min = MinSizes::for_cipher(sh.cipher);
-        let start = usize::from(f.after_server_hello).min(usize::from(f.nlog));
-        let log = f.log;
-        let after = &log[start..usize::from(f.nlog)];
-        let early_data = log[..start].iter().any(|r| r.side == c && protected(r));
-
-        // Rule 2: a server record too short for any message of its first flight,
-        // before the client's first protected record.
-        let client_first = after
-            .iter()
-            .position(|r| r.side == c && protected(r))
-            .unwrap_or(after.len());
-        if let Some(r) = after[..client_first]
-            .iter()
-            .find(|r| r.side == s && protected(r) && r.len < min.encrypted_extensions)
-        {
-            push_inferred(f, r, false);
-        }
-        // The client's flight: its protected records until the server answers.
-        let mut client_recs = after
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.side == c && protected(r));
-        let first = client_recs.next();
-        // An EndOfEarlyData (client offered early data) may come first.
-        let first = match first {
-            Some((_, r))
-                if f.client_hello.is_some_and(|ch| ch.offers_early_data)
-                    && r.len < min.finished
-                    && after
-                        .iter()
-                        .any(|x| x.side == c && protected(x) && x.len >= min.finished) =>
-            {
-                client_recs.next()
+        if let Log13::Settled { cert_asked } = f.log13 {
+            // Decided while the session was open ([`settled`]): the log keeps only
+            // rule 2's record, if any.
+            if f.nlog > 0 {
+                let r = f.log[0];
+                push_inferred(f, &r, false);
             }
-            other => other,
-        };
-        complete = false;
-        if let Some((i, r0)) = first {
-            let flight_end = after[i..]
-                .iter()
-                .position(|r| r.side == s && protected(r))
-                .map_or(after.len(), |k| i + k);
-            let flight = after[i..flight_end]
-                .iter()
-                .filter(|r| r.side == c && protected(r));
-            let n_flight = flight.clone().count();
-            let big = flight.clone().filter(|r| r.len >= min.finished).count();
-            let any_finished = after[i..]
-                .iter()
-                .any(|r| r.side == c && protected(r) && r.len >= min.finished);
-            if !any_finished {
-                // Rule 1.
-                push_inferred(f, r0, false);
-            } else {
-                complete = true;
-                // A flight of Certificate, CertificateVerify and Finished has three
-                // long records; without a certificate, Finished is the one. What
-                // the client sends after its Finished is data, except a last short
-                // record (its close_notify or another alert).
-                let hs_big = if big >= 3 { 3 } else { 1 };
-                let post = &after[flight_end..];
-                let mut seen_big = 0;
-                let (mut after_fin, mut after_fin_long) = (0usize, false);
-                for r in after[i..].iter().filter(|r| r.side == c && protected(r)) {
-                    if seen_big < hs_big {
-                        seen_big += usize::from(r.len >= min.finished);
-                    } else {
-                        after_fin += 1;
-                        after_fin_long |= r.len >= min.finished;
+            complete = true;
+            j.client_data = true;
+            j.cert_asked = cert_asked;
+            j.data_both_ways = true;
+        } else {
+            let start = usize::from(f.after_server_hello).min(usize::from(f.nlog));
+            let log = f.log;
+            let ch = f.client_hello;
+            let early = ch.is_some_and(|ch| ch.offers_early_data);
+            let fl = flights(&log[..usize::from(f.nlog)], start, c, min, early);
+            if let Some(r) = fl.rule2 {
+                push_inferred(f, &r, false);
+            }
+            complete = false;
+            if let Some((_, r0)) = fl.first {
+                if !fl.any_finished {
+                    // Rule 1.
+                    push_inferred(f, &r0, false);
+                } else {
+                    complete = true;
+                    j.client_data = fl.client_data()
+                        || (!log_complete && f.dirs[c.index()].app_records as usize > fl.n_flight);
+                    j.cert_asked = fl.cert_asked(min);
+                    // Rule 3: the server answers the flight with short records only,
+                    // before the client closes or sends data.
+                    if let Some(a) = fl.server_post_first {
+                        if a.len < min.finished
+                            && !fl.server_post_long
+                            && !fl.client_before
+                            && client_close.is_none_or(|t| { a.ts } < t)
+                            && log_complete
+                        {
+                            push_inferred(f, &a, false);
+                            complete = false;
+                        }
                     }
+                    let server_data =
+                        fl.server_post_long || (!log_complete && f.dirs[s.index()].app_records > 0);
+                    j.data_both_ways = complete && j.client_data && server_data;
                 }
-                let client_post = post.iter().filter(|r| r.side == c && protected(r));
-                j.client_data = early_data
-                    || after_fin_long
-                    || after_fin >= 2
-                    || (!log_complete && f.dirs[c.index()].app_records as usize > n_flight);
-                // An empty Certificate (shorter than a Finished) before the
-                // Finished, or Certificate, CertificateVerify and Finished.
-                j.cert_asked = (r0.len < min.finished && n_flight >= 2) || big >= 3;
-                // Rule 3: the server answers the flight with short records only,
-                // before the client closes or sends data.
-                let server_post = post.iter().filter(|r| r.side == s && protected(r));
-                if let Some(a) = server_post.clone().next() {
-                    let client_before = client_post.clone().any(|r| { r.ts } <= { a.ts });
-                    if a.len < min.finished
-                        && server_post.clone().all(|r| r.len < min.finished)
-                        && !client_before
-                        && client_close.is_none_or(|t| { a.ts } < t)
-                        && log_complete
-                    {
-                        let a = *a;
-                        push_inferred(f, &a, false);
-                        complete = false;
-                    }
-                }
-                let server_data = server_post.clone().any(|r| r.len >= min.finished)
-                    || (!log_complete && f.dirs[s.index()].app_records > 0);
-                j.data_both_ways = complete && j.client_data && server_data;
             }
         }
         // Rule 4: a short record closing a session that carried data.
@@ -354,6 +303,149 @@ fn alert_outcome(f: &TlsFacts, a: &Alert, client: Side, cert_asked: bool) -> Opt
     None
 }
 
+/// What the TLS 1.3 rules read from a point's record log: the client's first
+/// flight and what each end sent around it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Flights {
+    /// The client sent protected records before the ServerHello (early data).
+    early_data: bool,
+    /// Rule 2's record: the server's, too short for its first flight.
+    rule2: Option<LoggedRecord>,
+    /// The client's flight: where it starts after the ServerHello, its first record.
+    first: Option<(usize, LoggedRecord)>,
+    /// Records in the flight, and those of Finished size or more.
+    n_flight: usize,
+    big: usize,
+    /// A client record of Finished size or more from the flight on.
+    any_finished: bool,
+    /// Client records after its Finished (after its Certificate, CertificateVerify
+    /// and Finished when the flight had three long records), and whether one was
+    /// long.
+    after_fin: usize,
+    after_fin_long: bool,
+    /// The server's first record after the client's flight, whether any of its
+    /// records from there was long, and whether a client record after the flight
+    /// came no later than that first one.
+    server_post_first: Option<LoggedRecord>,
+    server_post_long: bool,
+    client_before: bool,
+}
+
+impl Flights {
+    /// The client sent data after its handshake, as far as the log shows.
+    fn client_data(&self) -> bool {
+        self.early_data || self.after_fin_long || self.after_fin >= 2
+    }
+
+    /// The client's flight carried a Certificate: an empty one (shorter than a
+    /// Finished) before the Finished, or Certificate, CertificateVerify and Finished.
+    fn cert_asked(&self, min: MinSizes) -> bool {
+        self.first
+            .is_some_and(|(_, r0)| r0.len < min.finished && self.n_flight >= 2)
+            || self.big >= 3
+    }
+}
+
+/// Reads the flights from `log`, whose records from `start` follow the last
+/// ServerHello; `c` is the client.
+fn flights(log: &[LoggedRecord], start: usize, c: Side, min: MinSizes, early: bool) -> Flights {
+    let s = c.other();
+    let mut fl = Flights::default();
+    let after = &log[start..];
+    fl.early_data = log[..start].iter().any(|r| r.side == c && protected(r));
+
+    // Rule 2: a server record too short for any message of its first flight,
+    // before the client's first protected record.
+    let client_first = after
+        .iter()
+        .position(|r| r.side == c && protected(r))
+        .unwrap_or(after.len());
+    fl.rule2 = after[..client_first]
+        .iter()
+        .find(|r| r.side == s && protected(r) && r.len < min.encrypted_extensions)
+        .copied();
+    // The client's flight: its protected records until the server answers.
+    let mut client_recs = after
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.side == c && protected(r));
+    let first = client_recs.next();
+    // An EndOfEarlyData (client offered early data) may come first.
+    let first = match first {
+        Some((_, r))
+            if early
+                && r.len < min.finished
+                && after
+                    .iter()
+                    .any(|x| x.side == c && protected(x) && x.len >= min.finished) =>
+        {
+            client_recs.next()
+        }
+        other => other,
+    };
+    let Some((i, r0)) = first else {
+        return fl;
+    };
+    fl.first = Some((i, *r0));
+    let flight_end = after[i..]
+        .iter()
+        .position(|r| r.side == s && protected(r))
+        .map_or(after.len(), |k| i + k);
+    let flight = after[i..flight_end]
+        .iter()
+        .filter(|r| r.side == c && protected(r));
+    fl.n_flight = flight.clone().count();
+    fl.big = flight.filter(|r| r.len >= min.finished).count();
+    fl.any_finished = after[i..]
+        .iter()
+        .any(|r| r.side == c && protected(r) && r.len >= min.finished);
+    // A flight of Certificate, CertificateVerify and Finished has three long
+    // records; without a certificate, Finished is the one. What the client sends
+    // after its Finished is data, except a last short record (its close_notify or
+    // another alert).
+    let hs_big = if fl.big >= 3 { 3 } else { 1 };
+    let mut seen_big = 0;
+    for r in after[i..].iter().filter(|r| r.side == c && protected(r)) {
+        if seen_big < hs_big {
+            seen_big += usize::from(r.len >= min.finished);
+        } else {
+            fl.after_fin += 1;
+            fl.after_fin_long |= r.len >= min.finished;
+        }
+    }
+    let post = &after[flight_end..];
+    let mut server_post = post.iter().filter(|r| r.side == s && protected(r));
+    fl.server_post_first = server_post.clone().next().copied();
+    fl.server_post_long = server_post.any(|r| r.len >= min.finished);
+    if let Some(a) = fl.server_post_first {
+        fl.client_before = post
+            .iter()
+            .filter(|r| r.side == c && protected(r))
+            .any(|r| { r.ts } <= { a.ts });
+    }
+    fl
+}
+
+/// Whether the TLS 1.3 rules have decided what they will say of this point,
+/// whatever records follow: the client's flight is complete and it sent data
+/// after it, and the server answered with a long record. What they say then
+/// depends on the log only through rule 2's record and whether the client's
+/// flight carried a Certificate ([`Log13::Settled`]), so the log need not be kept
+/// further. `log` is the point's log so far (the first records, as `judge` sees
+/// them); `c` its client.
+pub fn settled(
+    log: &[LoggedRecord],
+    start: usize,
+    c: Side,
+    cipher: u16,
+    early: bool,
+) -> Option<(Option<LoggedRecord>, bool)> {
+    let min = MinSizes::for_cipher(cipher);
+    let fl = flights(log, start.min(log.len()), c, min, early);
+    (fl.first.is_some() && fl.any_finished && fl.client_data() && fl.server_post_long)
+        .then(|| (fl.rule2, fl.cert_asked(min)))
+}
+
 fn push_inferred(f: &mut TlsFacts, r: &LoggedRecord, after_data: bool) {
     let peer = r.side.other().index();
     let answers = f.dirs[peer].last_message;
@@ -395,6 +487,115 @@ pub fn tls13(f: &TlsFacts) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::hello::{ClientHello, ServerHello};
+    use crate::tls::observe::{TlsCore, MAX_LOG};
+    use proptest::prelude::*;
+
+    /// A point's facts with `log` (its first records), the ServerHello's record
+    /// at `start - 1`, and the counters the rules read.
+    fn facts(
+        log: &[LoggedRecord],
+        start: usize,
+        cipher: u16,
+        early: bool,
+        dropped: u32,
+    ) -> TlsFacts {
+        let mut f = TlsFacts {
+            core: TlsCore {
+                detected: true,
+                client: Some(Side::Lo),
+                server_hello: Some(ServerHello {
+                    legacy_version: 0x0303,
+                    version: 0x0304,
+                    cipher,
+                    ..ServerHello::default()
+                }),
+                after_server_hello: start as u8,
+                nlog: log.len() as u8,
+                log_dropped: dropped,
+                ..TlsCore::default()
+            },
+            client_hello: Some(ClientHello {
+                offers_early_data: early,
+                ..ClientHello::default()
+            }),
+            ..TlsFacts::default()
+        };
+        f.log[..log.len()].copy_from_slice(log);
+        for r in log {
+            if protected(r) {
+                f.dirs[r.side.index()].app_records += 1;
+            }
+        }
+        f.dirs[0].app_records += dropped;
+        f
+    }
+
+    fn record() -> impl Strategy<Value = LoggedRecord> {
+        // Lengths around the thresholds (EncryptedExtensions 23, Finished 45 to
+        // 69), mostly protected records.
+        (
+            any::<bool>(),
+            0u8..8,
+            prop_oneof![0u16..80, 80u16..20_000],
+            0u64..40,
+        )
+            .prop_map(|(hi, ct, len, ts)| LoggedRecord {
+                ts: Timestamp(ts),
+                side: if hi { Side::Hi } else { Side::Lo },
+                content_type: if ct < 6 {
+                    content::APPLICATION_DATA
+                } else {
+                    content::HANDSHAKE
+                },
+                len,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        /// Settling while the session is open ([`settled`] on the log so far, the
+        /// log then given back but for rule 2's record) judges exactly as the whole
+        /// log would: whatever records came after, however the log ended (full or
+        /// not), and whenever the client closed.
+        #[test]
+        fn settled_judges_as_the_whole_log(
+            log in proptest::collection::vec(record(), 1..MAX_LOG),
+            start in 0usize..4,
+            cipher in prop_oneof![Just(0x1301u16), Just(0x1302), Just(0x1305)],
+            early in any::<bool>(),
+            dropped in prop_oneof![Just(0u32), 1u32..5],
+            close in proptest::option::of(0u64..40),
+            captured_end in any::<bool>(),
+        ) {
+            let start = start.min(log.len());
+            let settle_at = (start + 1..=log.len())
+                .find(|&k| settled(&log[..k], start, Side::Lo, cipher, early).is_some());
+            let Some(k) = settle_at else {
+                return Ok(());
+            };
+            let (rule2, cert_asked) = settled(&log[..k], start, Side::Lo, cipher, early).unwrap();
+            let mut p = PointState::default();
+            if let Some(t) = close {
+                let fin = crate::tcp::SegEvent { ts: Timestamp(t), ..Default::default() };
+                p.dirs[0] = crate::tcp::DirState::new(p.dirs[0].live, None, Some(fin));
+                p.dirs[0].live.fin_count = 1;
+            }
+            let mut whole = facts(&log, start, cipher, early, dropped);
+            let mut kept = whole;
+            kept.log13 = Log13::Settled { cert_asked };
+            kept.nlog = 0;
+            if let Some(r) = rule2 {
+                kept.log[0] = r;
+                kept.nlog = 1;
+            }
+            let a = judge(&mut whole, &p, Side::Lo, captured_end);
+            let b = judge(&mut kept, &p, Side::Lo, captured_end);
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(whole.alerts(), kept.alerts());
+            prop_assert_eq!(whole.handshake, kept.handshake);
+        }
+    }
 
     #[test]
     fn test_min_sizes_follow_the_cipher() {

@@ -52,6 +52,18 @@ pub mod hs {
     pub const CLIENT_KEY_EXCHANGE: u8 = 16;
 }
 
+/// Whether a point's TLS 1.3 rules ([`super::judge`]) still read its record log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Log13 {
+    /// The log is kept (the first [`MAX_LOG`] records).
+    #[default]
+    Open,
+    /// The rules had decided while the session was open ([`super::judge::settled`]):
+    /// the log was given back but for rule 2's record (its one entry, if any) and
+    /// is kept no further; whether the client's flight carried a Certificate.
+    Settled { cert_asked: bool },
+}
+
 /// How far the handshake got at a point (DESIGN.md: `handshake`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Handshake {
@@ -352,6 +364,11 @@ pub struct TlsCore {
     /// Record headers logged (in [`TlsFacts::log`]).
     pub nlog: u8,
     pub log_dropped: u32,
+    /// Whether the TLS 1.3 rules still need the log.
+    pub log13: Log13,
+    /// The stored ClientHello offered early data (the rules read it from the
+    /// ClientHello when the session is judged; while it is open, from here).
+    pub offers_early_data: bool,
     /// How far the handshake got: set when the session is judged.
     pub handshake: Handshake,
 }
@@ -1228,13 +1245,54 @@ fn record_seen(
         }
         _ => {}
     }
+    if f.log13 != Log13::Open {
+        return;
+    }
     let n = usize::from(f.nlog);
     // Once an entry was not kept, none is: the log stays the first records.
     if n < MAX_LOG && f.log_dropped == 0 && logs.set(log, n, rec) {
         f.nlog += 1;
+        // Only a protected record logged can settle the rules (at most
+        // [`MAX_LOG`] tries a point).
+        if content_type == content::APPLICATION_DATA
+            && f.dirs[0].app_records > 0
+            && f.dirs[1].app_records > 0
+        {
+            settle(f, log, logs);
+        }
     } else {
         f.log_dropped += 1;
     }
+}
+
+/// Once the TLS 1.3 rules have decided ([`super::judge::settled`]), gives the log
+/// back but for the one record they still need, and keeps no more of it.
+#[cold]
+fn settle(f: &mut TlsCore, log: &mut [u32; LOG_CHUNKS], logs: &mut LogArena) {
+    let (Some(c), Some(sh)) = (f.client, f.server_hello) else {
+        return;
+    };
+    if !f.is_tls13() {
+        return;
+    }
+    let mut all = [LoggedRecord::default(); MAX_LOG];
+    let n = usize::from(f.nlog);
+    logs.get_into(log, n, &mut all);
+    let start = usize::from(f.after_server_hello);
+    let early = f.offers_early_data;
+    let Some((rule2, cert_asked)) = super::judge::settled(&all[..n], start, c, sh.cipher, early)
+    else {
+        return;
+    };
+    logs.give_all(log);
+    f.nlog = 0;
+    if let Some(r) = rule2 {
+        // A chunk was just given back: there is one.
+        if logs.set(log, 0, r) {
+            f.nlog = 1;
+        }
+    }
+    f.log13 = Log13::Settled { cert_asked };
 }
 
 /// Gives the record log back and keeps no more of it: only the TLS 1.3 judgement
@@ -1271,6 +1329,9 @@ fn on_client_hello(ctx: &mut Ctx<'_>, ch: ClientHello) {
             random: [0; 32],
             ..ch
         });
+        if ctx.held.hello != NONE {
+            f.offers_early_data = ch.offers_early_data;
+        }
     }
 }
 
@@ -1445,6 +1506,51 @@ mod tests {
             a.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
             assert_eq!(memo.logs.in_use(), 0);
         }
+    }
+
+    /// A TLS 1.3 point whose rules have decided gives its log back and logs no
+    /// more; its counters go on.
+    #[test]
+    fn test_log_given_back_once_tls13_rules_settle() {
+        let mut logs = LogArena::default();
+        let mut log = [NONE; LOG_CHUNKS];
+        let mut f = TlsCore {
+            client: Some(Side::Lo),
+            server_hello: Some(ServerHello {
+                version: 0x0304,
+                cipher: 0x1301,
+                ..ServerHello::default()
+            }),
+            ..TlsCore::default()
+        };
+        let (c, s, app) = (Side::Lo, Side::Hi, content::APPLICATION_DATA);
+        let flights = [
+            (c, content::HANDSHAKE, 512),
+            (s, content::HANDSHAKE, 90),
+            (s, app, 2000),
+            (s, app, 300),
+            (c, app, 53),
+            (s, app, 4000),
+        ];
+        for (i, &(side, ct, len)) in flights.iter().enumerate() {
+            record_seen(
+                &mut f,
+                &mut log,
+                &mut logs,
+                side,
+                Timestamp(i as u64),
+                ct,
+                len,
+            );
+        }
+        assert_eq!(f.log13, Log13::Open, "the client has sent no data yet");
+        assert_eq!((f.nlog, logs.in_use()), (6, 1));
+        record_seen(&mut f, &mut log, &mut logs, c, Timestamp(9), app, 600);
+        assert_eq!(f.log13, Log13::Settled { cert_asked: false });
+        assert_eq!((f.nlog, logs.in_use()), (0, 0), "no rule 2 record to keep");
+        record_seen(&mut f, &mut log, &mut logs, s, Timestamp(10), app, 4000);
+        assert_eq!((f.nlog, logs.in_use(), f.log_dropped), (0, 0, 0));
+        assert_eq!((f.dirs[0].records, f.dirs[1].records), (3, 5));
     }
 
     /// Between whole records nothing is held: the stream stays parked.
