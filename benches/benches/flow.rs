@@ -34,8 +34,8 @@ fn flow(c: &mut Criterion) {
         Nanos::from_secs(2),
     );
     for m in &syns {
-        let s = engine::session::Session::new(m.key, m.hash, m.ts, m.side, &m.pkt);
-        table.insert(s, m.ts).unwrap();
+        let s = engine::session::Session::new(m.key, m.ts, m.side, &m.pkt);
+        table.insert(s, m.hash, m.ts).unwrap();
     }
     let mut g = c.benchmark_group("flow_table");
     g.throughput(Throughput::Elements(u64::from(SESSIONS)));

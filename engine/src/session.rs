@@ -397,14 +397,14 @@ pub const NIL: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Session {
     pub key: FlowKey,
-    pub hash: u64,
     pub first_ts: Timestamp,
     pub last_ts: Timestamp,
     /// Which end of the key is the client.
     pub client: Side,
     pub roles: RoleSource,
-    /// First close seen: how and when.
-    pub close: Option<(CloseKind, Timestamp)>,
+    /// First close seen: how (read it through [`Session::close`]) and when.
+    pub(crate) close_kind: Option<CloseKind>,
+    pub(crate) close_ts: Timestamp,
     /// Bit `i` set: point `i` saw the session.
     pub points_seen: u8,
     /// What the pairer was told of it while it was open.
@@ -421,19 +421,21 @@ pub struct Session {
     pub(crate) next: u32,
 }
 
-// Kept once per session: a new field must fit in its padding.
-const _: () = assert!(std::mem::size_of::<Session>() == 112);
+// Kept once per session: a new field must fit in its padding. 112 bytes before the
+// flow hash was dropped (the table computes it again from the key when it removes
+// the session) and the close lost its `Option` around the time.
+const _: () = assert!(std::mem::size_of::<Session>() == 96);
 
 impl Default for Session {
     fn default() -> Self {
         Session {
             key: FlowKey::default(),
-            hash: 0,
             first_ts: Timestamp::ZERO,
             last_ts: Timestamp::ZERO,
             client: Side::Lo,
             roles: RoleSource::Ports,
-            close: None,
+            close_kind: None,
+            close_ts: Timestamp::ZERO,
             points_seen: 0,
             pair: PairReport::Off,
             tls: TLS_UNKNOWN,
@@ -448,7 +450,7 @@ impl Default for Session {
 
 impl Session {
     /// A new session whose first packet, from `side`, is `p`.
-    pub fn new(key: FlowKey, hash: u64, ts: Timestamp, side: Side, p: &Packet) -> Session {
+    pub fn new(key: FlowKey, ts: Timestamp, side: Side, p: &Packet) -> Session {
         let syn = p.flags.syn() && !p.flags.rst();
         let (client, roles) = if syn && !p.flags.ack() {
             (side, RoleSource::Syn)
@@ -459,12 +461,24 @@ impl Session {
         };
         Session {
             key,
-            hash,
             first_ts: ts,
             last_ts: ts,
             client,
             roles,
             ..Session::default()
+        }
+    }
+
+    /// The first close seen: how and when.
+    pub fn close(&self) -> Option<(CloseKind, Timestamp)> {
+        self.close_kind.map(|k| (k, self.close_ts))
+    }
+
+    /// Records the first close (a later one is not kept).
+    pub fn set_close(&mut self, kind: CloseKind, ts: Timestamp) {
+        if self.close_kind.is_none() {
+            self.close_kind = Some(kind);
+            self.close_ts = ts;
         }
     }
 
@@ -532,21 +546,21 @@ mod tests {
             flags: TcpFlags(TcpFlags::SYN),
             ..Packet::default()
         };
-        let s = Session::new(k, 0, Timestamp(1), client_side, &syn);
+        let s = Session::new(k, Timestamp(1), client_side, &syn);
         assert_eq!((s.client, s.roles), (client_side, RoleSource::Syn));
 
         let synack = Packet {
             flags: TcpFlags(TcpFlags::SYN | TcpFlags::ACK),
             ..Packet::default()
         };
-        let s = Session::new(k, 0, Timestamp(1), client_side.other(), &synack);
+        let s = Session::new(k, Timestamp(1), client_side.other(), &synack);
         assert_eq!((s.client, s.roles), (client_side, RoleSource::SynAck));
 
         let data = Packet {
             flags: TcpFlags(TcpFlags::ACK),
             ..Packet::default()
         };
-        let mut s = Session::new(k, 0, Timestamp(1), client_side.other(), &data);
+        let mut s = Session::new(k, Timestamp(1), client_side.other(), &data);
         assert_eq!(
             (s.client, s.roles),
             (client_side, RoleSource::Ports),

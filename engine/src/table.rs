@@ -146,8 +146,9 @@ impl FlowTable {
             .copied()
     }
 
-    /// Inserts a session (on the idle list, as of `now`). `None` when full.
-    pub fn insert(&mut self, mut s: Session, now: Timestamp) -> Option<u32> {
+    /// Inserts a session whose key has the flow hash `hash` (on the idle list, as of
+    /// `now`). `None` when full.
+    pub fn insert(&mut self, mut s: Session, hash: u64, now: Timestamp) -> Option<u32> {
         if self.is_full() {
             return None;
         }
@@ -166,9 +167,10 @@ impl FlowTable {
                 .extend(std::iter::repeat_n(PointState::default(), self.npoints));
             slot
         };
+        // The index hashes again (from the keys) only if it rehashes in place.
         let sessions = &self.sessions;
         self.index
-            .insert_unique(s.hash, slot, |&i| sessions[i as usize].hash);
+            .insert_unique(hash, slot, |&i| sessions[i as usize].key.flow_hash());
         self.live += 1;
         self.touch(slot, now);
         Some(slot)
@@ -357,8 +359,9 @@ impl FlowTable {
     /// Frees a slot: unlinks it from its timer wheel and from the index.
     pub fn remove(&mut self, slot: u32) {
         self.unlink(slot);
-        let s = &self.sessions[slot as usize];
-        let (hash, key) = (s.hash, s.key);
+        // Not kept in the session (8 bytes each): hashed again, once per session.
+        let key = self.sessions[slot as usize].key;
+        let hash = key.flow_hash();
         if let Ok(entry) = self
             .index
             .find_entry(hash, |&i| i == slot && self.sessions[i as usize].key == key)
@@ -433,7 +436,6 @@ mod tests {
         );
         Session {
             key,
-            hash: key.flow_hash(),
             ..Session::default()
         }
     }
@@ -447,18 +449,28 @@ mod tests {
     #[test]
     fn test_insert_find_remove_reuse() {
         let mut t = table(2);
-        let a = t.insert(sess(1), Timestamp(1)).unwrap();
-        let b = t.insert(sess(2), Timestamp(2)).unwrap();
-        assert!(t.insert(sess(3), Timestamp(3)).is_none(), "full");
-        assert_eq!(t.find(sess(1).hash, &sess(1).key), Some(a));
-        assert_eq!(t.find(sess(3).hash, &sess(3).key), None);
+        let a = t
+            .insert(sess(1), sess(1).key.flow_hash(), Timestamp(1))
+            .unwrap();
+        let b = t
+            .insert(sess(2), sess(2).key.flow_hash(), Timestamp(2))
+            .unwrap();
+        assert!(
+            t.insert(sess(3), sess(3).key.flow_hash(), Timestamp(3))
+                .is_none(),
+            "full"
+        );
+        assert_eq!(t.find(sess(1).key.flow_hash(), &sess(1).key), Some(a));
+        assert_eq!(t.find(sess(3).key.flow_hash(), &sess(3).key), None);
         t.get_mut(a).1[1].snaplen_cut = 7;
         t.remove(a);
-        assert_eq!(t.find(sess(1).hash, &sess(1).key), None);
-        let c = t.insert(sess(3), Timestamp(4)).unwrap();
+        assert_eq!(t.find(sess(1).key.flow_hash(), &sess(1).key), None);
+        let c = t
+            .insert(sess(3), sess(3).key.flow_hash(), Timestamp(4))
+            .unwrap();
         assert_eq!(c, a, "slot reused");
         assert_eq!(t.points(c)[1].snaplen_cut, 0, "point state reset on reuse");
-        assert_eq!(t.find(sess(2).hash, &sess(2).key), Some(b));
+        assert_eq!(t.find(sess(2).key.flow_hash(), &sess(2).key), Some(b));
         assert_eq!(t.len(), 2);
     }
 
@@ -466,8 +478,12 @@ mod tests {
     #[test]
     fn test_idle_expiry_follows_activity() {
         let mut t = table(8);
-        let a = t.insert(sess(1), Timestamp(10 * S)).unwrap();
-        let b = t.insert(sess(2), Timestamp(20 * S)).unwrap();
+        let a = t
+            .insert(sess(1), sess(1).key.flow_hash(), Timestamp(10 * S))
+            .unwrap();
+        let b = t
+            .insert(sess(2), sess(2).key.flow_hash(), Timestamp(20 * S))
+            .unwrap();
         t.touch(a, Timestamp(30 * S));
         let width = t.idle.width;
         assert_eq!(
@@ -506,7 +522,9 @@ mod tests {
     fn test_expiry_after_a_long_gap() {
         let mut t = table(64);
         for p in 0..50 {
-            let s = t.insert(sess(p), Timestamp((p as u64) * S)).unwrap();
+            let s = t
+                .insert(sess(p), sess(p).key.flow_hash(), Timestamp((p as u64) * S))
+                .unwrap();
             t.touch(s, Timestamp((p as u64 + 1) * S));
         }
         let mut seen = std::collections::HashSet::new();
@@ -521,9 +539,15 @@ mod tests {
     #[test]
     fn test_linger_and_eviction_order() {
         let mut t = table(8);
-        let a = t.insert(sess(1), Timestamp(10 * S)).unwrap();
-        let b = t.insert(sess(2), Timestamp(20 * S)).unwrap();
-        let c = t.insert(sess(3), Timestamp(30 * S)).unwrap();
+        let a = t
+            .insert(sess(1), sess(1).key.flow_hash(), Timestamp(10 * S))
+            .unwrap();
+        let b = t
+            .insert(sess(2), sess(2).key.flow_hash(), Timestamp(20 * S))
+            .unwrap();
+        let c = t
+            .insert(sess(3), sess(3).key.flow_hash(), Timestamp(30 * S))
+            .unwrap();
         t.touch(a, Timestamp(40 * S));
         assert_eq!(
             t.eviction_victim(),
@@ -562,11 +586,10 @@ mod drain_tests {
             );
             let s = Session {
                 key,
-                hash: key.flow_hash(),
                 ..Session::default()
             };
             let at = Timestamp(u64::from(i) * S / 3);
-            let slot = t.insert(s, at).unwrap();
+            let slot = t.insert(s, key.flow_hash(), at).unwrap();
             if i % 3 == 0 {
                 t.start_linger(slot, at);
             }
@@ -618,9 +641,9 @@ mod drain_tests {
             .insert(
                 Session {
                     key,
-                    hash: key.flow_hash(),
                     ..Session::default()
                 },
+                key.flow_hash(),
                 Timestamp(0),
             )
             .unwrap();

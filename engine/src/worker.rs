@@ -285,7 +285,7 @@ impl Worker {
         }
         let slot = match found {
             Some(slot) if self.starts_new_connection(slot, point, m) => {
-                let end = match self.table.session(slot).close {
+                let end = match self.table.session(slot).close() {
                     Some((CloseKind::Rst, _)) => EndReason::Rst,
                     Some((CloseKind::Fin, _)) => EndReason::Fin,
                     None => EndReason::PortReused,
@@ -330,7 +330,7 @@ impl Worker {
         if s.pair >= PairReport::Pending && m.pkt.payload_len > 0 {
             pair_report(&mut self.tls, self.pair_points, s, out);
         }
-        if s.close.is_none() {
+        if s.close().is_none() {
             let close = if m.pkt.flags.rst() {
                 Some(CloseKind::Rst)
             } else if m.pkt.flags.fin() && pt.both_fin() {
@@ -339,7 +339,7 @@ impl Worker {
                 None
             };
             if let Some(kind) = close {
-                s.close = Some((kind, m.ts));
+                s.set_close(kind, m.ts);
                 self.table.start_linger(slot, now);
                 return;
             }
@@ -374,7 +374,7 @@ impl Worker {
     fn expired_at(&self, slot: u32, ts: Timestamp) -> Option<EndReason> {
         let s = self.table.session(slot);
         let last = s.activity.max(s.last_ts);
-        match s.close {
+        match s.close() {
             Some(_) if last.saturating_add(self.cfg.linger) <= ts => Some(self.close_reason(slot)),
             None if last.saturating_add(self.cfg.idle_timeout) <= ts => {
                 Some(EndReason::IdleTimeout)
@@ -399,7 +399,7 @@ impl Worker {
     pub fn finish_to_with(&mut self, open: EndReason, out: &mut impl Output) {
         let mut drain = Drain::default();
         while let Some(slot) = self.table.any_resumed(&mut drain) {
-            let end = match self.table.session(slot).close {
+            let end = match self.table.session(slot).close() {
                 Some(_) => self.close_reason(slot),
                 None => self.expired_at(slot, self.now).unwrap_or(open),
             };
@@ -408,7 +408,7 @@ impl Worker {
     }
 
     fn close_reason(&self, slot: u32) -> EndReason {
-        match self.table.session(slot).close {
+        match self.table.session(slot).close() {
             Some((CloseKind::Fin, _)) => EndReason::Fin,
             _ => EndReason::Rst,
         }
@@ -441,7 +441,7 @@ impl Worker {
     fn open(&mut self, m: &PacketMeta, out: &mut impl Output) -> u32 {
         if self.table.is_full() {
             if let Some(victim) = self.table.eviction_victim() {
-                let end = if self.table.session(victim).close.is_some() {
+                let end = if self.table.session(victim).close().is_some() {
                     self.stats.linger_cut += 1;
                     self.close_reason(victim)
                 } else {
@@ -450,14 +450,14 @@ impl Worker {
                 self.end(victim, end, out);
             }
         }
-        let mut s = Session::new(m.key, m.hash, m.ts, m.side, &m.pkt);
+        let mut s = Session::new(m.key, m.ts, m.side, &m.pkt);
         if !self.cfg.tls.enabled {
             s.tls = TLS_NONE;
         }
         self.stats.sessions += 1;
         let slot = self
             .table
-            .insert(s, self.now)
+            .insert(s, m.hash, self.now)
             .expect("a slot was just freed");
         self.stats.peak_sessions = self.stats.peak_sessions.max(self.table.len() as u64);
         if let Some((cp, sp)) = self.pair_points {
