@@ -1253,10 +1253,16 @@ fn record_seen(
     if n < MAX_LOG && f.log_dropped == 0 && logs.set(log, n, rec) {
         f.nlog += 1;
         // Only a protected record logged can settle the rules (at most
-        // [`MAX_LOG`] tries a point).
+        // [`MAX_LOG`] tries a point), and they need at least two from each end
+        // (a flight and what answers it). Trying only at long records (a Finished
+        // or more, whatever the cipher) is a choice, not a rule: a try that is
+        // skipped only leaves the log kept longer. Most tries fail until the
+        // client's data and the server's answer are both there, and a try costs
+        // about 900 instructions (the log gathered and read again).
         if content_type == content::APPLICATION_DATA
-            && f.dirs[0].app_records > 0
-            && f.dirs[1].app_records > 0
+            && len >= SMALLEST_FINISHED
+            && f.dirs[0].app_records >= 2
+            && f.dirs[1].app_records >= 2
         {
             settle(f, log, logs);
         }
@@ -1264,6 +1270,10 @@ fn record_seen(
         f.log_dropped += 1;
     }
 }
+
+/// The smallest Finished record of any TLS 1.3 cipher suite (TLS_CHACHA20_POLY1305
+/// is 45 bytes, [`super::judge::MinSizes`]).
+const SMALLEST_FINISHED: u16 = 45;
 
 /// Once the TLS 1.3 rules have decided ([`super::judge::settled`]), gives the log
 /// back but for the one record they still need, and keeps no more of it.
