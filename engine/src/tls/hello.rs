@@ -178,7 +178,19 @@ impl U16s {
 
     /// Appends the big-endian u16 values of `bytes` (a trailing odd byte is ignored).
     fn extend_be(&mut self, bytes: &[u8]) {
-        for pair in bytes.chunks_exact(2) {
+        let pairs = bytes.chunks_exact(2);
+        // All on the stack: one pass without a check per value.
+        if self.heap.is_empty() {
+            let end = self.len + pairs.len();
+            if let Some(dst) = self.stack.get_mut(self.len..end) {
+                for (slot, pair) in dst.iter_mut().zip(pairs) {
+                    *slot = u16::from_be_bytes([pair[0], pair[1]]);
+                }
+                self.len = end;
+                return;
+            }
+        }
+        for pair in pairs {
             if let [hi, lo] = *pair {
                 self.push(u16::from_be_bytes([hi, lo]));
             }
