@@ -79,35 +79,63 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+thread_local! {
+    /// The minute last written by [`Timestamp::rfc3339`] on this thread and its
+    /// text up to the seconds, `2026-11-22T03:54:` (`u64::MAX`: none yet).
+    static LAST_MINUTE: std::cell::Cell<(u64, [u8; 17])> =
+        const { std::cell::Cell::new((u64::MAX, [0; 17])) };
+}
+
+/// Writes `v % 100` as two digits at `buf[at..at + 2]`.
+#[inline(always)]
+fn put2(buf: &mut [u8], at: usize, v: u32) {
+    let i = (v % 100) as usize * 2;
+    buf[at] = DIGITS2[i];
+    buf[at + 1] = DIGITS2[i + 1];
+}
+
+/// `YYYY-MM-DDTHH:MM:` of the minute `minute` (minutes since the epoch).
+fn minute_text(minute: u64) -> [u8; 17] {
+    let (y, mo, d) = civil_from_days((minute / 1440) as i64);
+    let mod_ = (minute % 1440) as u32;
+    let y = y as u32;
+    let mut buf = *b"0000-00-00T00:00:";
+    put2(&mut buf, 0, y / 100);
+    put2(&mut buf, 2, y);
+    put2(&mut buf, 5, mo);
+    put2(&mut buf, 8, d);
+    put2(&mut buf, 11, mod_ / 60);
+    put2(&mut buf, 14, mod_ % 60);
+    buf
+}
+
 impl Timestamp {
     /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-22T03:54:00.123456789Z`,
     /// written two digits at a time from a table: the `time` crate's formatter cost
     /// most of the 6.7 us that writing one verdict record took (BENCHMARKS.md), and
     /// digit by digit this still took 220 instructions a call, 14 % of the
-    /// exporter's (callgrind, 200k synth replay, ten timestamps a record).
+    /// exporter's (callgrind, 200k synth replay, ten timestamps a record). The text
+    /// up to the minute is kept per thread and reused while the minute is the same
+    /// (the timestamps of a record, and of records judged together, mostly are).
     pub fn rfc3339(&self) -> [u8; 30] {
         let secs = self.0 / 1_000_000_000;
         let nanos = (self.0 % 1_000_000_000) as u32;
-        let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
-        let sod = (secs % 86_400) as u32;
-        let y = y as u32;
+        let minute = secs / 60;
+        let head = LAST_MINUTE.with(|last| match last.get() {
+            (m, head) if m == minute => head,
+            _ => {
+                let head = minute_text(minute);
+                last.set((minute, head));
+                head
+            }
+        });
         let mut buf = *b"0000-00-00T00:00:00.000000000Z";
-        let mut put2 = |at: usize, v: u32| {
-            let i = (v % 100) as usize * 2;
-            buf[at] = DIGITS2[i];
-            buf[at + 1] = DIGITS2[i + 1];
-        };
-        put2(0, y / 100);
-        put2(2, y);
-        put2(5, mo);
-        put2(8, d);
-        put2(11, sod / 3600);
-        put2(14, sod / 60 % 60);
-        put2(17, sod % 60);
-        put2(20, nanos / 10_000_000);
-        put2(22, nanos / 100_000);
-        put2(24, nanos / 1_000);
-        put2(26, nanos / 10);
+        buf[..17].copy_from_slice(&head);
+        put2(&mut buf, 17, (secs % 60) as u32);
+        put2(&mut buf, 20, nanos / 10_000_000);
+        put2(&mut buf, 22, nanos / 100_000);
+        put2(&mut buf, 24, nanos / 1_000);
+        put2(&mut buf, 26, nanos / 10);
         buf[28] = b'0' + (nanos % 10) as u8;
         buf
     }
@@ -148,6 +176,34 @@ mod tests {
             assert_eq!(Timestamp(t).to_string(), want);
             t = t.saturating_mul(3).saturating_add(86_399_999_999_991);
         }
+    }
+
+    /// Through the kept minute: runs of timestamps in one minute, across minute,
+    /// day and year ends, back and forth, as the `time` crate writes them.
+    #[test]
+    fn test_rfc3339_kept_minute_matches_time_crate() {
+        const FMT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+        );
+        let want = |t: u64| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t))
+                .unwrap()
+                .format(FMT)
+                .unwrap()
+        };
+        // 2023-12-31T23:58:30Z, then on through the minute and year ends.
+        let start = 1_704_067_110u64 * 1_000_000_000;
+        let mut t = start;
+        for i in 0..2_000u64 {
+            assert_eq!(Timestamp(t).to_string(), want(t));
+            // Back to an earlier minute now and then.
+            let back = start + (i % 7) * 13_000_000_000;
+            assert_eq!(Timestamp(back).to_string(), want(back));
+            t += 97_345_678 + i;
+        }
+        assert_eq!(Timestamp(0).to_string(), want(0));
+        assert_eq!(Timestamp(59_999_999_999).to_string(), want(59_999_999_999));
+        assert_eq!(Timestamp(60_000_000_000).to_string(), want(60_000_000_000));
     }
 
     #[test]

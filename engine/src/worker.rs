@@ -267,6 +267,7 @@ impl Worker {
     }
 
     /// [`Worker::process`], with notices for pairing ([`WorkerConfig::pair_notices`]).
+    #[inline]
     pub fn process_to(&mut self, m: &PacketMeta, payload: &[u8], out: &mut impl Output) {
         self.advance_to(m.ts, out);
         if m.ts < self.now {

@@ -132,6 +132,57 @@ mod tag {
     pub const JA4_CIPHERS: u16 = 1;
     pub const JA4_EXTENSIONS: u16 = 2;
     pub const JA3: u16 = 3;
+    /// The JA4 cipher digest keyed by the non-GREASE ciphers in wire order.
+    pub const JA4_CIPHERS_WIRE: u16 = 4;
+}
+
+/// Largest extension type kept in [`sorted_extensions`]'s bit set.
+const EXT_BITS: u16 = 64;
+
+/// Extension types of [`EXT_BITS`] or more kept by [`sorted_extensions`] (a
+/// ClientHello has a handful: 0x4469, 0xfe0d, 0xff01, ...).
+const EXT_HIGH: usize = 32;
+
+/// JA4's extension list: the non-GREASE values of `values` other than SNI (0x0000)
+/// and ALPN (0x0010), sorted, written to `out`; their number, or `None` when
+/// [`with_sorted`] must do it (a type below [`EXT_BITS`] repeated, more than
+/// [`EXT_HIGH`] above it, or more than `out` holds). Without a general sort: most
+/// types are below 64 and go into a bit set read back in order, the few others are
+/// sorted by insertion; the result is the one `sort_unstable` gives (a total order
+/// on `u16`, and no repeated value is lost).
+fn sorted_extensions(values: &[u16], out: &mut [u16]) -> Option<usize> {
+    let mut low = 0u64;
+    let mut high = [0u16; EXT_HIGH];
+    let mut nhigh = 0;
+    for &v in values {
+        if is_grease(v) || v == 0x0000 || v == 0x0010 {
+            continue;
+        }
+        if v < EXT_BITS {
+            let bit = 1u64 << v;
+            if low & bit != 0 {
+                return None;
+            }
+            low |= bit;
+        } else {
+            *high.get_mut(nhigh)? = v;
+            let mut j = nhigh;
+            while j > 0 && high[j - 1] > v {
+                high[j] = high[j - 1];
+                j -= 1;
+            }
+            high[j] = v;
+            nhigh += 1;
+        }
+    }
+    let nlow = low.count_ones() as usize;
+    let (lows, highs) = out.get_mut(..nlow + nhigh)?.split_at_mut(nlow);
+    for slot in lows {
+        *slot = low.trailing_zeros() as u16;
+        low &= low - 1;
+    }
+    highs.copy_from_slice(&high[..nhigh]);
+    Some(nlow + nhigh)
 }
 
 /// A memo key built from several lists: each list's length, then its values; too
@@ -162,8 +213,17 @@ impl Key {
     fn list(&mut self, values: &[u16]) {
         // A list of more than u16::MAX values cannot fit the key anyway.
         self.push(values.len().min(usize::from(u16::MAX)) as u16);
-        for &v in values {
-            self.push(v);
+        // One copy, not a checked push per value (the same key: a list that does
+        // not fit makes none either way).
+        match self
+            .buf
+            .get_mut(self.len..self.len.saturating_add(values.len()))
+        {
+            Some(dst) => {
+                dst.copy_from_slice(values);
+                self.len += values.len();
+            }
+            None => self.fits = false,
         }
     }
     fn get(&self) -> Option<&[u16]> {
@@ -226,48 +286,80 @@ pub fn ja4_memo(
     let mut out = [b'0'; JA4_LEN];
     let real = |v: &&u16| !is_grease(**v);
     let [v0, v1] = ja4_version(version);
-    let [c0, c1] = two_digits(ciphers.iter().filter(real).count());
     let [e0, e1] = two_digits(extensions.iter().filter(real).count());
     let [a0, a1] = ja4_alpn(alpn_first);
     let sni = if has_sni { b'd' } else { b'i' };
-    out[..10].copy_from_slice(&[b't', v0, v1, sni, c0, c1, e0, e1, a0, a1]);
+    // The cipher count (out[4..6]) is written with the ciphers below.
+    out[..10].copy_from_slice(&[b't', v0, v1, sni, b'0', b'0', e0, e1, a0, a1]);
     out[10] = b'_';
     out[23] = b'_';
 
-    let b = with_sorted(ciphers, &[], |sorted| {
-        (!sorted.is_empty()).then(|| {
-            memoized(&mut memo, tag::JA4_CIPHERS, Some(sorted), || {
-                let mut h = Sha256::new();
-                hash_hex_list(&mut h, sorted.iter().copied());
-                truncated_hex(h)
-            })
-        })
-    });
-    if let Some(b) = b {
+    // The ciphers, GREASE dropped, in wire order: a memo key that needs no sort (a
+    // client sends its suites in its own fixed order; Chrome shuffles only its
+    // extensions). Missed, the digest comes from the sorted list (itself memoized,
+    // for a client that does shuffle its suites) and is kept under this key too.
+    let mut wire = [0u16; FP_KEY];
+    let mut nc = 0usize;
+    for &v in ciphers {
+        if !is_grease(v) {
+            if let Some(slot) = wire.get_mut(nc) {
+                *slot = v;
+            }
+            nc += 1;
+        }
+    }
+    let [c0, c1] = two_digits(nc);
+    out[4] = c0;
+    out[5] = c1;
+    if nc > 0 {
+        let wire = wire.get(..nc);
+        let known = match (memo.as_deref_mut(), wire) {
+            (Some(m), Some(k)) => m.get(tag::JA4_CIPHERS_WIRE, k),
+            _ => None,
+        };
+        let b = known.unwrap_or_else(|| {
+            let b = with_sorted(ciphers, &[], |sorted| {
+                memoized(&mut memo, tag::JA4_CIPHERS, Some(sorted), || {
+                    let mut h = Sha256::new();
+                    hash_hex_list(&mut h, sorted.iter().copied());
+                    truncated_hex(h)
+                })
+            });
+            if let (Some(m), Some(k)) = (memo.as_deref_mut(), wire) {
+                m.put(tag::JA4_CIPHERS_WIRE, k, b);
+            }
+            b
+        });
         out[11..23].copy_from_slice(&b[..12]);
     }
 
-    let c = with_sorted(extensions, &[0x0000, 0x0010], |sorted| {
-        (!sorted.is_empty()).then(|| {
-            let mut key = Key::new();
-            key.list(sorted);
-            key.list(sig_algs);
-            memoized(&mut memo, tag::JA4_EXTENSIONS, key.get(), || {
-                let mut h = Sha256::new();
-                hash_hex_list(&mut h, sorted.iter().copied());
-                let mut sigs = sig_algs
-                    .iter()
-                    .copied()
-                    .filter(|&v| !is_grease(v))
-                    .peekable();
-                if sigs.peek().is_some() {
-                    h.update(b"_");
-                    hash_hex_list(&mut h, sigs);
-                }
-                truncated_hex(h)
-            })
+    let extension_digest = |sorted: &[u16], memo: &mut Option<&mut FpMemo>| {
+        let mut key = Key::new();
+        key.list(sorted);
+        key.list(sig_algs);
+        memoized(memo, tag::JA4_EXTENSIONS, key.get(), || {
+            let mut h = Sha256::new();
+            hash_hex_list(&mut h, sorted.iter().copied());
+            let mut sigs = sig_algs
+                .iter()
+                .copied()
+                .filter(|&v| !is_grease(v))
+                .peekable();
+            if sigs.peek().is_some() {
+                h.update(b"_");
+                hash_hex_list(&mut h, sigs);
+            }
+            truncated_hex(h)
         })
-    });
+    };
+    let mut sorted = [0u16; FP_KEY];
+    let c = match sorted_extensions(extensions, &mut sorted) {
+        Some(0) => None,
+        Some(n) => Some(extension_digest(&sorted[..n], &mut memo)),
+        None => with_sorted(extensions, &[0x0000, 0x0010], |sorted| {
+            (!sorted.is_empty()).then(|| extension_digest(sorted, &mut memo))
+        }),
+    };
     if let Some(c) = c {
         out[24..].copy_from_slice(&c[..12]);
     }
@@ -496,6 +588,32 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The bit-set sort of the extension list gives what sorting gives (repeats,
+        /// GREASE, SNI and ALPN, values above the bit set included), and declines
+        /// only for a repeated type below the bit set or too many above it.
+        #[test]
+        fn prop_sorted_extensions_is_the_sort(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    0u16..80, proptest::strategy::Just(0x0a0a_u16),
+                    proptest::strategy::Just(0xff01_u16), proptest::strategy::Just(0x4469_u16),
+                    proptest::prelude::any::<u16>(),
+                ],
+                0..60,
+            ),
+        ) {
+            let want = with_sorted(&values, &[0x0000, 0x0010], <[u16]>::to_vec);
+            let mut out = [0u16; FP_KEY];
+            match sorted_extensions(&values, &mut out) {
+                Some(n) => proptest::prop_assert_eq!(&out[..n], &want[..]),
+                None => {
+                    let low_repeat = want.windows(2).any(|w| w[0] == w[1] && w[0] < EXT_BITS);
+                    let high = want.iter().filter(|&&v| v >= EXT_BITS).count();
+                    proptest::prop_assert!(low_repeat || high > EXT_HIGH);
+                }
+            }
+        }
+
         /// Through one memo shared by every case (full of earlier cases' keys, some
         /// in the same slot), JA3 and JA4 equal the direct computation, keys longer
         /// than a slot included.

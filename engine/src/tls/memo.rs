@@ -101,7 +101,18 @@ fn mix(values: impl Iterator<Item = u64>) -> u64 {
     h ^ (h >> 32)
 }
 
+/// Where `key` under `tag` is kept.
+fn slot_index(tag: u16, key: &[u16]) -> usize {
+    let words = key.iter().map(|&v| u64::from(v));
+    mix(std::iter::once(u64::from(tag)).chain(words)) as usize % FP_SLOTS
+}
+
 impl FpMemo {
+    /// The slot for `key` under `tag`.
+    fn slot(&mut self, tag: u16, key: &[u16]) -> &mut FpSlot {
+        &mut self.slots[slot_index(tag, key)]
+    }
+
     /// The value remembered for `key` under `tag` (which digest of which lists),
     /// or `compute()`'s (then remembered). A key longer than [`FP_KEY`] is computed
     /// every time.
@@ -115,9 +126,7 @@ impl FpMemo {
             self.misses += 1;
             return compute();
         }
-        let words = key.iter().map(|&v| u64::from(v));
-        let i = mix(std::iter::once(u64::from(tag)).chain(words)) as usize % FP_SLOTS;
-        let slot = &mut self.slots[i];
+        let slot = &mut self.slots[slot_index(tag, key)];
         if slot.tag == tag && usize::from(slot.len) == key.len() && slot.key[..key.len()] == *key {
             self.hits += 1;
             return slot.value;
@@ -129,6 +138,35 @@ impl FpMemo {
         slot.key[..key.len()].copy_from_slice(key);
         slot.value = value;
         value
+    }
+
+    /// The value remembered for `key` under `tag`, if any (counted as a hit; a
+    /// miss is not counted: the caller computes through [`FpMemo::get_or`] on
+    /// another key, which counts it, then [`FpMemo::put`]s the value here).
+    pub fn get(&mut self, tag: u16, key: &[u16]) -> Option<[u8; 16]> {
+        if key.len() > FP_KEY {
+            return None;
+        }
+        let slot = self.slot(tag, key);
+        let found = (slot.tag == tag
+            && usize::from(slot.len) == key.len()
+            && slot.key[..key.len()] == *key)
+            .then_some(slot.value);
+        self.hits += u64::from(found.is_some());
+        found
+    }
+
+    /// Remembers `value` for `key` under `tag` (nothing for a key longer than
+    /// [`FP_KEY`]).
+    pub fn put(&mut self, tag: u16, key: &[u16], value: [u8; 16]) {
+        if key.len() > FP_KEY {
+            return;
+        }
+        let slot = self.slot(tag, key);
+        slot.tag = tag;
+        slot.len = key.len() as u16;
+        slot.key[..key.len()].copy_from_slice(key);
+        slot.value = value;
     }
 }
 

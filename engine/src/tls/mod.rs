@@ -233,7 +233,7 @@ impl TlsTable {
     pub fn facts_into(&self, i: u32, out: &mut [observe::TlsFacts]) {
         let base = i as usize * self.points;
         for (t, p) in out.iter_mut().zip(&self.entries[base..base + self.points]) {
-            *t = p.facts(&self.memo);
+            p.facts_to(&self.memo, t);
         }
     }
 

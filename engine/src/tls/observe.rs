@@ -701,23 +701,27 @@ impl TlsPoint {
 
     /// All the facts, the shared parts taken from `memo`'s stores.
     pub fn facts(&self, memo: &Memo) -> TlsFacts {
-        let mut log = [LoggedRecord::default(); MAX_LOG];
+        let mut out = TlsFacts::default();
+        self.facts_to(memo, &mut out);
+        out
+    }
+
+    /// [`TlsPoint::facts`], written into `out` (the same value, without building
+    /// one on the stack and copying it over).
+    pub fn facts_to(&self, memo: &Memo, out: &mut TlsFacts) {
+        out.core = self.facts;
+        out.log = [LoggedRecord::default(); MAX_LOG];
         memo.logs
-            .get_into(&self.log, usize::from(self.facts.nlog), &mut log);
-        let mut alerts = [Alert::default(); MAX_ALERTS];
+            .get_into(&self.log, usize::from(self.facts.nlog), &mut out.log);
+        out.alerts = [Alert::default(); MAX_ALERTS];
         let n = usize::from(self.facts.nalerts);
         memo.alerts
-            .get_into(std::slice::from_ref(&self.alerts), n, &mut alerts);
-        TlsFacts {
-            core: self.facts,
-            log,
-            alerts,
-            client_hello: memo.hellos.get(self.held.hello).map(|ch| ClientHello {
-                random: self.held.random,
-                ..*ch
-            }),
-            server_cert: memo.leaves.get(self.held.cert).copied(),
-        }
+            .get_into(std::slice::from_ref(&self.alerts), n, &mut out.alerts);
+        out.client_hello = memo.hellos.get(self.held.hello).map(|ch| ClientHello {
+            random: self.held.random,
+            ..*ch
+        });
+        out.server_cert = memo.leaves.get(self.held.cert).copied();
     }
 
     /// The SNI of the ClientHello: `None` before it, `Some(None)` if it has none.
