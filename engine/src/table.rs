@@ -440,6 +440,12 @@ mod tests {
         }
     }
 
+    /// Inserts `sess(port)` as of `ts`.
+    fn put(t: &mut FlowTable, port: u16, ts: Timestamp) -> Option<u32> {
+        let s = sess(port);
+        t.insert(s, s.key.flow_hash(), ts)
+    }
+
     const S: u64 = 1_000_000_000;
 
     fn table(cap: usize) -> FlowTable {
@@ -449,25 +455,15 @@ mod tests {
     #[test]
     fn test_insert_find_remove_reuse() {
         let mut t = table(2);
-        let a = t
-            .insert(sess(1), sess(1).key.flow_hash(), Timestamp(1))
-            .unwrap();
-        let b = t
-            .insert(sess(2), sess(2).key.flow_hash(), Timestamp(2))
-            .unwrap();
-        assert!(
-            t.insert(sess(3), sess(3).key.flow_hash(), Timestamp(3))
-                .is_none(),
-            "full"
-        );
+        let a = put(&mut t, 1, Timestamp(1)).unwrap();
+        let b = put(&mut t, 2, Timestamp(2)).unwrap();
+        assert!(put(&mut t, 3, Timestamp(3)).is_none(), "full");
         assert_eq!(t.find(sess(1).key.flow_hash(), &sess(1).key), Some(a));
         assert_eq!(t.find(sess(3).key.flow_hash(), &sess(3).key), None);
         t.get_mut(a).1[1].snaplen_cut = 7;
         t.remove(a);
         assert_eq!(t.find(sess(1).key.flow_hash(), &sess(1).key), None);
-        let c = t
-            .insert(sess(3), sess(3).key.flow_hash(), Timestamp(4))
-            .unwrap();
+        let c = put(&mut t, 3, Timestamp(4)).unwrap();
         assert_eq!(c, a, "slot reused");
         assert_eq!(t.points(c)[1].snaplen_cut, 0, "point state reset on reuse");
         assert_eq!(t.find(sess(2).key.flow_hash(), &sess(2).key), Some(b));
@@ -478,12 +474,8 @@ mod tests {
     #[test]
     fn test_idle_expiry_follows_activity() {
         let mut t = table(8);
-        let a = t
-            .insert(sess(1), sess(1).key.flow_hash(), Timestamp(10 * S))
-            .unwrap();
-        let b = t
-            .insert(sess(2), sess(2).key.flow_hash(), Timestamp(20 * S))
-            .unwrap();
+        let a = put(&mut t, 1, Timestamp(10 * S)).unwrap();
+        let b = put(&mut t, 2, Timestamp(20 * S)).unwrap();
         t.touch(a, Timestamp(30 * S));
         let width = t.idle.width;
         assert_eq!(
@@ -522,9 +514,7 @@ mod tests {
     fn test_expiry_after_a_long_gap() {
         let mut t = table(64);
         for p in 0..50 {
-            let s = t
-                .insert(sess(p), sess(p).key.flow_hash(), Timestamp((p as u64) * S))
-                .unwrap();
+            let s = put(&mut t, p, Timestamp((p as u64) * S)).unwrap();
             t.touch(s, Timestamp((p as u64 + 1) * S));
         }
         let mut seen = std::collections::HashSet::new();
@@ -539,15 +529,9 @@ mod tests {
     #[test]
     fn test_linger_and_eviction_order() {
         let mut t = table(8);
-        let a = t
-            .insert(sess(1), sess(1).key.flow_hash(), Timestamp(10 * S))
-            .unwrap();
-        let b = t
-            .insert(sess(2), sess(2).key.flow_hash(), Timestamp(20 * S))
-            .unwrap();
-        let c = t
-            .insert(sess(3), sess(3).key.flow_hash(), Timestamp(30 * S))
-            .unwrap();
+        let a = put(&mut t, 1, Timestamp(10 * S)).unwrap();
+        let b = put(&mut t, 2, Timestamp(20 * S)).unwrap();
+        let c = put(&mut t, 3, Timestamp(30 * S)).unwrap();
         t.touch(a, Timestamp(40 * S));
         assert_eq!(
             t.eviction_victim(),
