@@ -1365,49 +1365,69 @@ mod tests {
         }
     }
 
+    /// A worker's pools and stores, as the tests of one point need them.
+    struct Rig {
+        ooo: BufPool,
+        msgs: BufPool,
+        memo: Memo,
+        streams: StreamPool,
+    }
+
+    impl Rig {
+        fn new(memo: Memo) -> Rig {
+            Rig {
+                ooo: BufPool::new(1024, 4),
+                msgs: BufPool::new(1024, 4),
+                memo,
+                streams: StreamPool::new(1024, 1),
+            }
+        }
+
+        /// `payload` from `side` at `seq`, into point `p`.
+        fn feed(&mut self, p: &mut TlsPoint, side: Side, seq: u32, payload: &[u8]) -> FastWindow {
+            let (ooo, msgs) = (&mut self.ooo, &mut self.msgs);
+            p.on_segment(
+                &seg(side, seq, payload),
+                ooo,
+                msgs,
+                &mut self.memo,
+                &mut self.streams,
+            )
+        }
+
+        fn release(&mut self, p: &mut TlsPoint) {
+            p.release(
+                &mut self.ooo,
+                &mut self.msgs,
+                &mut self.memo,
+                &mut self.streams,
+            );
+        }
+    }
+
     /// A stream is held in the pool only while partly read; with no place free it
     /// stops (as after a gap), counted, and nothing is lost but its facts.
     #[test]
     fn test_stream_pool_full_stops_stream() {
-        let (mut ooo, mut msgs) = (BufPool::new(1024, 4), BufPool::new(1024, 4));
-        let mut memo = Memo::default();
-        let mut streams = StreamPool::new(1024, 1);
+        let mut r = Rig::new(Memo::default());
         let (mut a, mut b) = (TlsPoint::new(), TlsPoint::new());
         // Three bytes of a record header: undecided, held.
         let head = [0x16, 3, 1];
-        a.on_segment(
-            &seg(Side::Lo, 100, &head),
-            &mut ooo,
-            &mut msgs,
-            &mut memo,
-            &mut streams,
-        );
-        assert_eq!(streams.in_use(), 1);
+        r.feed(&mut a, Side::Lo, 100, &head);
+        assert_eq!(r.streams.in_use(), 1);
         assert!(a.wants(Side::Lo));
-        b.on_segment(
-            &seg(Side::Lo, 100, &head),
-            &mut ooo,
-            &mut msgs,
-            &mut memo,
-            &mut streams,
-        );
-        assert_eq!(streams.exhausted, 1);
+        r.feed(&mut b, Side::Lo, 100, &head);
+        assert_eq!(r.streams.exhausted, 1);
         assert!(!b.wants(Side::Lo));
         assert!(b.facts.dirs[0].gap);
         // The rest of the header: nothing partly read (the body is still to
         // come, but none of it gathered): parked again.
         let rest = [0, 2];
-        a.on_segment(
-            &seg(Side::Lo, 103, &rest),
-            &mut ooo,
-            &mut msgs,
-            &mut memo,
-            &mut streams,
-        );
-        assert_eq!(streams.in_use(), 0);
-        a.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
-        b.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
-        assert_eq!(streams.in_use(), 0);
+        r.feed(&mut a, Side::Lo, 103, &rest);
+        assert_eq!(r.streams.in_use(), 0);
+        r.release(&mut a);
+        r.release(&mut b);
+        assert_eq!(r.streams.in_use(), 0);
         assert!(!a.facts.dirs[0].gap);
     }
 
@@ -1415,43 +1435,29 @@ mod tests {
     /// the records it has (the rest counted as dropped, as when it is full).
     #[test]
     fn test_log_chunks_taken_and_bounded() {
-        let (mut ooo, mut msgs) = (BufPool::new(1024, 4), BufPool::new(1024, 4));
-        let mut memo = Memo {
+        let mut r = Rig::new(Memo {
             logs: LogArena::new(1),
             ..Memo::default()
-        };
-        let mut streams = StreamPool::new(1024, 1);
+        });
         let mut a = TlsPoint::new();
         // Ten empty handshake records.
         let bytes: Vec<u8> = (0..10).flat_map(|_| [0x16, 3, 3, 0, 0]).collect();
-        a.on_segment(
-            &seg(Side::Lo, 100, &bytes),
-            &mut ooo,
-            &mut msgs,
-            &mut memo,
-            &mut streams,
-        );
-        assert_eq!(memo.logs.in_use(), 1);
-        let f = a.facts(&memo);
+        r.feed(&mut a, Side::Lo, 100, &bytes);
+        assert_eq!(r.memo.logs.in_use(), 1);
+        let f = a.facts(&r.memo);
         assert_eq!((f.nlog, f.log_dropped), (8, 2));
         assert!(f.log().iter().all(|r| r.content_type == content::HANDSHAKE));
         assert_eq!(f.dirs[0].records, 10);
         // An alert takes the point's alert chunk.
-        assert_eq!(memo.alerts.in_use(), 0);
+        assert_eq!(r.memo.alerts.in_use(), 0);
         let alert = [0x15, 3, 3, 0, 2, 2, 40];
-        a.on_segment(
-            &seg(Side::Lo, 150, &alert),
-            &mut ooo,
-            &mut msgs,
-            &mut memo,
-            &mut streams,
-        );
-        assert_eq!(memo.alerts.in_use(), 1);
-        let f = a.facts(&memo);
+        r.feed(&mut a, Side::Lo, 150, &alert);
+        assert_eq!(r.memo.alerts.in_use(), 1);
+        let f = a.facts(&r.memo);
         assert_eq!(f.alerts().len(), 1);
         assert_eq!((f.alerts()[0].level, f.alerts()[0].description), (2, 40));
-        a.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
-        assert_eq!(memo.logs.in_use() + memo.alerts.in_use(), 0);
+        r.release(&mut a);
+        assert_eq!(r.memo.logs.in_use() + r.memo.alerts.in_use(), 0);
     }
 
     /// A ServerHello record (handshake header included) choosing `version`, with
@@ -1480,24 +1486,16 @@ mod tests {
     /// TLS 1.3 (no real stack sends one) finds it incomplete, not wrong.
     #[test]
     fn test_log_stops_before_tls13_only() {
-        let (mut ooo, mut msgs) = (BufPool::new(1024, 4), BufPool::new(1024, 4));
-        let mut memo = Memo::default();
-        let mut streams = StreamPool::new(1024, 1);
+        let mut r = Rig::new(Memo::default());
         for (version, kept) in [(0x0303, false), (0x0304, true)] {
             let mut a = TlsPoint::new();
             let mut bytes = server_hello_record(version);
             bytes.extend([0x17, 3, 3, 0, 1, 0]);
-            a.on_segment(
-                &seg(Side::Hi, 100, &bytes),
-                &mut ooo,
-                &mut msgs,
-                &mut memo,
-                &mut streams,
-            );
-            let f = a.facts(&memo);
+            r.feed(&mut a, Side::Hi, 100, &bytes);
+            let f = a.facts(&r.memo);
             assert_eq!(f.dirs[1].records, 2);
             assert_eq!(f.is_tls13(), kept);
-            assert_eq!(memo.logs.in_use(), usize::from(kept), "{version:#x}");
+            assert_eq!(r.memo.logs.in_use(), usize::from(kept), "{version:#x}");
             assert_eq!(
                 (f.nlog, f.log_dropped > 0),
                 if kept { (2, false) } else { (0, true) }
@@ -1505,20 +1503,14 @@ mod tests {
             if !kept {
                 // A second ServerHello, for TLS 1.3: the log stays stopped.
                 let again = server_hello_record(0x0304);
-                a.on_segment(
-                    &seg(Side::Hi, 100 + bytes.len() as u32, &again),
-                    &mut ooo,
-                    &mut msgs,
-                    &mut memo,
-                    &mut streams,
-                );
-                let f = a.facts(&memo);
+                r.feed(&mut a, Side::Hi, 100 + bytes.len() as u32, &again);
+                let f = a.facts(&r.memo);
                 assert!(f.is_tls13());
                 assert_eq!((f.nlog, f.log_dropped), (0, 3), "every record counted");
-                assert_eq!(memo.logs.in_use(), 0);
+                assert_eq!(r.memo.logs.in_use(), 0);
             }
-            a.release(&mut ooo, &mut msgs, &mut memo, &mut streams);
-            assert_eq!(memo.logs.in_use(), 0);
+            r.release(&mut a);
+            assert_eq!(r.memo.logs.in_use(), 0);
         }
     }
 
@@ -1570,20 +1562,12 @@ mod tests {
     /// Between whole records nothing is held: the stream stays parked.
     #[test]
     fn test_whole_records_stay_parked() {
-        let (mut ooo, mut msgs) = (BufPool::new(1024, 4), BufPool::new(1024, 4));
-        let mut memo = Memo::default();
-        let mut streams = StreamPool::new(1024, 1);
+        let mut r = Rig::new(Memo::default());
         let mut a = TlsPoint::new();
         // An empty handshake record, then an application_data record cut in two.
         let bytes = [0x16, 3, 3, 0, 0, 0x17, 3, 3, 0, 4, 1, 2];
-        let w = a.on_segment(
-            &seg(Side::Lo, 100, &bytes),
-            &mut ooo,
-            &mut msgs,
-            &mut memo,
-            &mut streams,
-        );
-        assert_eq!(streams.in_use(), 0);
+        let w = r.feed(&mut a, Side::Lo, 100, &bytes);
+        assert_eq!(r.streams.in_use(), 0);
         assert_eq!(
             (w.next, w.end),
             (112, 114),
@@ -1598,8 +1582,8 @@ mod tests {
             112,
             &next,
             2,
-            &mut streams,
-            &mut memo.logs,
+            &mut r.streams,
+            &mut r.memo.logs,
         );
         assert_eq!(
             w,
@@ -1609,6 +1593,6 @@ mod tests {
             })
         );
         assert_eq!(a.facts.dirs[0].app_records, 2);
-        assert_eq!(streams.in_use(), 0);
+        assert_eq!(r.streams.in_use(), 0);
     }
 }
